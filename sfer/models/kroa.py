@@ -1,0 +1,144 @@
+"""KROA, key region-oriented attention, and KROAFE (paper, equations 4-14).
+
+KROA is BiFormer's bi-level routing attention applied to L4: patches are grouped
+into m x m regions, each region keeps the ``topn`` regions most related to it, and
+each patch attends only to the patches of those regions.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .regions import from_cells, pad_to_multiple, to_cells
+
+
+def check_routing(topn: int, regions: int, max_regions: int) -> None:
+    """Raise ``ValueError`` unless 1 <= regions <= max_regions and 1 <= topn <= regions**2."""
+    if isinstance(regions, bool) or not isinstance(regions, int) or not 1 <= regions <= max_regions:
+        raise ValueError(f"regions (m) must be an integer in 1..{max_regions} (the size of L4), got {regions!r}")
+    if isinstance(topn, bool) or not isinstance(topn, int) or not 1 <= topn <= regions**2:
+        raise ValueError(f"topn must be an integer in 1..{regions ** 2} (m^2 for m = {regions}), got {topn!r}")
+
+
+class KeyRegionAttention(nn.Module):
+    """Key region-oriented attention on a channel-last map (B, H, W, C) (equations 4-14).
+
+    Steps: q, k, v = linear maps of the map (eqs 4-6); pad to a multiple of m and split
+    into m x m regions; region query and key = mean over the region's real patches
+    (eqs 7-8); relation M = Q_r K_r^T (eq 9); D = indices of each region's ``topn``
+    largest relations (eq 10); every patch attends, with ``num_heads`` heads, to all
+    real patches of its region's ``topn`` regions (eqs 11-13); LePE, a depthwise 5x5
+    convolution of V, is added after the output projection (eq 14).
+
+    Choices the paper leaves open, after BiFormer: routing is not differentiated
+    (M is computed from detached region means, so gradients reach q and k only
+    through the patch attention); padded positions are masked out of region means
+    and attention, and a region made only of padding is never routed to before a
+    real one, so with ``topn = m^2`` the output equals plain multi-head
+    self-attention + LePE over the real positions, for every m. LePE runs on the
+    unpadded V with the convolution's own zero border, so it does not depend on m.
+
+    ``topn`` and ``regions`` hold no weights: :meth:`set_routing` changes them on a
+    trained model.
+    """
+
+    def __init__(self, dim: int, num_heads: int = 8, regions: int = 7, topn: int = 15,
+                 max_regions: int = 7, lepe_kernel: int = 5):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.max_regions = max_regions
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.lepe = nn.Conv2d(dim, dim, lepe_kernel, padding=lepe_kernel // 2, groups=dim)
+        self.set_routing(topn=topn, regions=regions)
+
+    def set_routing(self, topn: int | None = None, regions: int | None = None) -> None:
+        """Change ``topn`` and/or the region count m, validated together."""
+        topn = self.topn if topn is None else topn
+        regions = self.regions if regions is None else regions
+        check_routing(topn, regions, self.max_regions)
+        self.topn, self.regions = topn, regions
+
+    def extra_repr(self) -> str:
+        return f"num_heads={self.num_heads}, regions={self.regions}, topn={self.topn}"
+
+    def _regions(self, x: torch.Tensor):
+        """Linear maps (eqs 4-6) and region split: per-region q, k, v, valid mask and LePE."""
+        _, h, w, _ = x.shape
+        if self.regions > min(h, w):
+            raise ValueError(f"regions (m) = {self.regions} exceeds the {h}x{w} feature map")
+        q, k, v = self.qkv(x).chunk(3, dim=-1)  # (B, H, W, C) each
+        lepe = self.lepe(v.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)  # (B, H, W, C)
+        m = self.regions
+        q, valid = pad_to_multiple(q, m)  # (B, Hp, Wp, C), (Hp, Wp)
+        k, _ = pad_to_multiple(k, m)
+        v, _ = pad_to_multiple(v, m)
+        cell = (valid.shape[0] // m, valid.shape[1] // m)  # region size
+        valid_cells = to_cells(valid[..., None], *cell)[..., 0]  # (m², P)
+        return to_cells(q, *cell), to_cells(k, *cell), to_cells(v, *cell), valid_cells, valid.shape, lepe
+
+    def _route(self, q_cells: torch.Tensor, k_cells: torch.Tensor, valid_cells: torch.Tensor) -> torch.Tensor:
+        """Region means (eqs 7-8), relations M (eq 9) and top-n indices D (eq 10): (B, m², topn)."""
+        weights = valid_cells.to(q_cells.dtype)[..., None]  # (m², P, 1)
+        count = weights.sum(dim=1)  # (m², 1)
+        q_r = (q_cells.detach() * weights).sum(dim=2) / count.clamp(min=1)  # (B, m², C)
+        k_r = (k_cells.detach() * weights).sum(dim=2) / count.clamp(min=1)  # (B, m², C)
+        relation = q_r @ k_r.transpose(-1, -2)  # M (B, m², m²)
+        relation = relation.masked_fill(count[:, 0] == 0, float("-inf"))  # all-padding regions go last
+        return relation.topk(self.topn, dim=-1).indices  # D (B, m², topn)
+
+    @torch.no_grad()
+    def routing(self, x: torch.Tensor) -> torch.Tensor:
+        """The routing indices D (B, m², topn) for a channel-last map (B, H, W, C)."""
+        q_cells, k_cells, _, valid_cells, _, _ = self._regions(x)
+        return self._route(q_cells, k_cells, valid_cells)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, h, w, c = x.shape
+        q_cells, k_cells, v_cells, valid_cells, (hp, wp), lepe = self._regions(x)  # (B, m², P, C)
+        index = self._route(q_cells, k_cells, valid_cells)  # D (B, m², n)
+
+        batch = torch.arange(b, device=x.device)[:, None, None]
+        k_sel = k_cells[batch, index].flatten(2, 3)  # K' (B, m², n*P, C)
+        v_sel = v_cells[batch, index].flatten(2, 3)  # V' (B, m², n*P, C)
+        key_valid = valid_cells[index].flatten(2, 3)  # (B, m², n*P)
+
+        heads, cells, patches = self.num_heads, q_cells.shape[1], q_cells.shape[2]
+
+        def split_heads(t):  # (B, m², L, C) -> (B*m², heads, L, C/heads)
+            return t.reshape(b * cells, -1, heads, c // heads).transpose(1, 2)
+
+        attended = F.scaled_dot_product_attention(
+            split_heads(q_cells), split_heads(k_sel), split_heads(v_sel),
+            attn_mask=key_valid.reshape(b * cells, 1, 1, -1),
+        )  # softmax(Q K'^T / sqrt(d)) V' per head (eq 11), (B*m², heads, P, d)
+        attended = attended.transpose(1, 2).reshape(b, cells, patches, c)  # concat heads (eq 13)
+        attended = from_cells(attended, hp // self.regions, wp // self.regions, hp, wp)[:, :h, :w]  # (B, H, W, C)
+        return self.proj(attended) + lepe  # W^o and LePE (eqs 13-14)
+
+
+class KROAFE(nn.Module):
+    """Key region-oriented attention feature enhancement: R = L4 + KROA(LayerNorm(L4)).
+
+    The paper joins KROA's output with L4 by a residual; the pre-norm follows
+    BiFormer's block. Input and output are channel-first (B, C, H, W).
+    """
+
+    def __init__(self, dim: int, **attention_kwargs):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.attention = KeyRegionAttention(dim, **attention_kwargs)
+
+    def forward(self, l4: torch.Tensor) -> torch.Tensor:
+        x = l4.permute(0, 2, 3, 1)  # (B, H, W, C)
+        r = x + self.attention(self.norm(x))  # (B, H, W, C)
+        return r.permute(0, 3, 1, 2)  # R (B, C, H, W)
+
+    @torch.no_grad()
+    def routing(self, l4: torch.Tensor) -> torch.Tensor:
+        """Routing indices D (B, m², topn) that KROA uses on this L4."""
+        return self.attention.routing(self.norm(l4.permute(0, 2, 3, 1)))

@@ -45,7 +45,10 @@ PRESETS = {
     # One unit per stage, a quarter of the width: the same L1..L4 sizes (56, 28, 14, 7)
     # and the same KROA controls, trainable on a laptop CPU in minutes. Its data
     # pipeline feeds 112x112 images, the backbone's working size, so no resize is wasted.
-    "tiny": Preset(units=(1, 1, 1, 1), widths=(16, 32, 64, 128), stem_width=16, num_heads=4, image_size=112),
+    # r = 4 keeps MDPFA's hidden layer at 4..32 units (r = 16 would leave one unit at
+    # 16 channels, a single ReLU that can die).
+    "tiny": Preset(units=(1, 1, 1, 1), widths=(16, 32, 64, 128), stem_width=16, num_heads=4, image_size=112,
+                   reduction=4),
 }
 
 

@@ -1,0 +1,141 @@
+"""Figure 8 of the paper: each face, then the Grad-CAM of L4, window attention and KROAFE.
+
+:func:`explain` computes what the figure shows (shared by the CLI and the widgets);
+:func:`figure8` draws it; :func:`energy_figure` draws the key-region energies.
+All figures are plain ``matplotlib.figure.Figure`` objects (no pyplot state).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+from matplotlib.figure import Figure
+from PIL import Image
+from pytorch_grad_cam.utils.image import show_cam_on_image
+
+from .cam import compute_cam
+from .energy import EnergyComparison
+from .loading import class_names, to_batch, to_rgb
+
+COLUMNS = ("l4", "window", "kroafe")
+TITLES = {"l4": "L4", "window": "window attention", "kroafe": "KROAFE"}
+
+
+def cam_sources(model: nn.Module, window_model: nn.Module | None = None) -> dict[str, nn.Module | None]:
+    """Which model each Figure 8 column comes from: L4 and KROAFE from ``model`` (the full
+    SFER-MDFAE), window attention from ``window_model`` (an ``rw`` model) or from ``model``
+    if that is the ``rw`` one. ``None`` marks a column neither model has."""
+    return {
+        "l4": model,
+        "window": window_model if window_model is not None else (model if hasattr(model, "window_fe") else None),
+        "kroafe": model if hasattr(model, "kroafe") else None,
+    }
+
+
+@torch.no_grad()
+def probabilities(model: nn.Module, images) -> np.ndarray:
+    """Softmax class probabilities (B, classes) in eval mode (the model's mode is restored)."""
+    was_training = model.training
+    try:
+        return model.eval()(to_batch(model, images)).softmax(dim=1).cpu().numpy()
+    finally:
+        model.train(was_training)
+
+
+def explain(model: nn.Module, images, window_model: nn.Module | None = None, method: str = "gradcam",
+            class_idx: int | Sequence[int] | None = None) -> dict[str, np.ndarray | None]:
+    """Everything Figure 8 shows for a list of PIL images (or a preprocessed batch).
+
+    Returns ``image`` (B, H, W, 3) uint8 at the input size, ``l4``/``window``/``kroafe``
+    CAMs (B, H, W) in [0, 1] (``None`` for a column no model has), ``probabilities``
+    (B, classes) of ``model``, ``window_probabilities`` (of ``window_model`` or ``None``)
+    and ``class_idx`` (B,), the class all three maps explain: ``class_idx`` when given,
+    else ``model``'s prediction, so the columns answer the same question.
+    """
+    if isinstance(images, Image.Image):
+        images = [images]
+    batch = to_batch(model, images)
+    shown = batch if isinstance(images, torch.Tensor) else images  # PIL pixels when we have them
+    probs = probabilities(model, batch)
+    classes = probs.argmax(axis=1) if class_idx is None else np.broadcast_to(np.asarray(class_idx), len(batch))
+    out: dict[str, np.ndarray | None] = {
+        "image": np.stack([to_rgb(im, tuple(batch.shape[-2:])) for im in shown]),
+        "probabilities": probs,
+        "window_probabilities": probabilities(window_model, batch) if window_model is not None else None,
+        "class_idx": classes,
+    }
+    for target, source in cam_sources(model, window_model).items():
+        out[target] = None if source is None else compute_cam(source, batch, target, method, [int(c) for c in classes])
+    return out
+
+
+def overlay(rgb: np.ndarray, cam: np.ndarray, image_weight: float = 0.5) -> np.ndarray:
+    """The CAM as a jet heatmap over the image, (H, W, 3) uint8 (pytorch-grad-cam's overlay)."""
+    return show_cam_on_image(rgb.astype(np.float32) / 255, cam, use_rgb=True, image_weight=image_weight)
+
+
+def figure8(result: dict, names: Sequence[str], method: str = "gradcam") -> Figure:
+    """Rows of faces; columns: original, L4, window attention, KROAFE, class probabilities."""
+    rows = len(result["image"])
+    fig = Figure(figsize=(10.5, 2.2 * rows), dpi=100, layout="constrained")
+    axes = fig.subplots(rows, 5, squeeze=False, width_ratios=[1, 1, 1, 1, 1.3])
+    for i, ax_row in enumerate(axes):
+        probs, explained = result["probabilities"][i], int(result["class_idx"][i])
+        ax_row[0].imshow(result["image"][i])
+        ax_row[0].set_title(f"{names[int(probs.argmax())]} ({probs.max():.2f})", fontsize=9)
+        for ax, target in zip(ax_row[1:4], COLUMNS):
+            cam = result[target]
+            if cam is None:
+                ax.text(0.5, 0.5, "no model\nwith this block", ha="center", va="center", fontsize=8)
+            else:
+                ax.imshow(overlay(result["image"][i], cam[i]))
+            ax.set_title(f"{TITLES[target]} → {names[explained]}" if i == 0 else "", fontsize=9)
+        for ax in ax_row[:4]:
+            ax.set_xticks([]), ax.set_yticks([])
+        bar = ax_row[4]
+        y = np.arange(len(names))
+        bar.barh(y, probs, color="tab:blue", label="SFER-MDFAE")
+        if result["window_probabilities"] is not None:
+            bar.barh(y, result["window_probabilities"][i], height=0.35, color="tab:orange", label="rw")
+        bar.set_yticks(y, names, fontsize=7)
+        bar.set_xlim(0, 1)
+        bar.invert_yaxis()
+        bar.tick_params(axis="x", labelsize=7)
+        if i == 0:
+            bar.legend(fontsize=7, loc="lower right")
+            bar.set_title("probabilities", fontsize=9)
+    fig.suptitle(f"{method} heatmaps (columns explain the class after the arrow)", fontsize=10)
+    return fig
+
+
+def energy_figure(comparison: EnergyComparison, topn_sweep: dict[int, EnergyComparison] | None = None) -> Figure:
+    """Key-region energy per target with its CI and the uniform baseline; optionally KROAFE vs ``topn``."""
+    fig = Figure(figsize=(9 if topn_sweep else 4.8, 3.4), dpi=100, layout="constrained")
+    axes = fig.subplots(1, 2 if topn_sweep else 1, squeeze=False)[0]
+    names = [n for n in comparison.summaries if n != "uniform"]
+    s = [comparison.summaries[n] for n in names]
+    base = comparison.summaries["uniform"]
+    ax = axes[0]
+    ax.bar(range(len(names)), [x.mean for x in s], yerr=[[x.mean - x.low for x in s], [x.high - x.mean for x in s]],
+           capsize=4, color="tab:blue")
+    ax.axhspan(base.low, base.high, color="grey", alpha=0.3)
+    ax.axhline(base.mean, color="grey", ls="--", label="uniform map (mask area)")
+    ax.set_xticks(range(len(names)), [TITLES.get(n, n) for n in names])
+    ax.set_ylabel("CAM mass inside the key-region mask")
+    ax.set_title(f"{comparison.method}, mean and {comparison.confidence:.0%} CI", fontsize=9)
+    ax.legend(fontsize=8)
+    if topn_sweep:
+        ax = axes[1]
+        topns = sorted(topn_sweep)
+        k = [topn_sweep[t].summaries["kroafe"] for t in topns]
+        ax.errorbar(topns, [x.mean for x in k], yerr=[[x.mean - x.low for x in k], [x.high - x.mean for x in k]],
+                    marker="o", capsize=4, label="KROAFE")
+        ax.axhline(base.mean, color="grey", ls="--", label="uniform map")
+        ax.set_xlabel("topn (m = 7)")
+        ax.set_ylabel("key-region energy")
+        ax.set_title("KROAFE vs topn", fontsize=9)
+        ax.legend(fontsize=8)
+    return fig

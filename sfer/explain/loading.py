@@ -1,0 +1,75 @@
+"""Checkpoints in, ready-to-explain models out; images in, model inputs and display pixels out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+from PIL import Image
+
+
+def load_model(path, map_location: str | torch.device = "cpu") -> nn.Module:
+    """A trained model in eval mode, rebuilt from the checkpoint's own config.
+
+    Loading goes through the engine's checkpoint reader (``weights_only=True``: a
+    checkpoint cannot run code). The model gets two plain attributes the explainers
+    use: ``eval_transform`` (the preprocessing the checkpoint was trained with: PIL
+    image -> normalised tensor) and ``class_names``.
+    """
+    from sfer.engine.checkpoint import load_checkpoint
+
+    model, info = load_checkpoint(path, map_location=map_location)
+    model.eval_transform = info.eval_transform
+    model.class_names = list(info.class_names)
+    return model.eval()
+
+
+def transform_for(model: nn.Module):
+    """The model's ``eval_transform``, else the data module's default for its preset's image size."""
+    transform = getattr(model, "eval_transform", None)
+    if transform is None:
+        from sfer.data import eval_transform
+
+        transform = eval_transform(model.preset.image_size)
+    return transform
+
+
+def class_names(model: nn.Module) -> list[str]:
+    """The model's ``class_names`` (set by :func:`load_model`), else "0", "1", ..."""
+    return list(getattr(model, "class_names", None) or map(str, range(model.num_classes)))
+
+
+def to_batch(model: nn.Module, images) -> torch.Tensor:
+    """A float (B, 3, H, W) batch on the model's device from a tensor, a PIL image or a list of them.
+
+    Tensors are taken as already preprocessed; PIL images go through :func:`transform_for`.
+    """
+    if isinstance(images, Image.Image):
+        images = [images]
+    if isinstance(images, Sequence) and not isinstance(images, torch.Tensor):
+        transform = transform_for(model)
+        images = torch.stack([im if isinstance(im, torch.Tensor) else transform(im.convert("RGB"))
+                              for im in images])
+    if not isinstance(images, torch.Tensor) or images.dim() not in (3, 4):
+        raise TypeError("images must be a (B, 3, H, W) or (3, H, W) tensor, a PIL image or a list of them")
+    if images.dim() == 3:
+        images = images[None]
+    device = next(model.parameters()).device
+    return images.to(device=device, dtype=torch.float32)
+
+
+def to_rgb(image, size: tuple[int, int]) -> np.ndarray:
+    """Display pixels (H, W, 3) uint8 at ``size`` (H, W) for a PIL image or a (3, H, W) tensor.
+
+    A tensor is taken as normalised model input and min-max scaled for display.
+    """
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB").resize(size[::-1], Image.BILINEAR))
+    t = image.detach().float().cpu()
+    t = t[0] if t.dim() == 4 else t
+    if tuple(t.shape[-2:]) != tuple(size):
+        t = torch.nn.functional.interpolate(t[None], size=size, mode="bilinear", align_corners=False)[0]
+    t = (t - t.min()) / (t.max() - t.min()).clamp(min=1e-8)
+    return (t.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -73,3 +74,22 @@ def to_rgb(image, size: tuple[int, int]) -> np.ndarray:
         t = torch.nn.functional.interpolate(t[None], size=size, mode="bilinear", align_corners=False)[0]
     t = (t - t.min()) / (t.max() - t.min()).clamp(min=1e-8)
     return (t.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Faces:
+    """Generated faces with what the energy needs: PIL images, labels, key-region masks (N, H, W)."""
+
+    images: list[Image.Image]
+    labels: list[int]
+    masks: np.ndarray
+    classes: list[str]
+
+
+def synthetic_faces(n: int, seed: int = 0) -> Faces:
+    """``n`` synthetic classroom faces of seed ``seed``, with their key-region masks."""
+    from sfer.data import SyntheticClassroomFaces
+
+    data = SyntheticClassroomFaces(n, seed=seed)
+    images, labels = zip(*(data[i] for i in range(n)))
+    return Faces(list(images), list(labels), np.stack([data.mask(i) for i in range(n)]), list(data.classes))

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             faces = synthetic_faces(args.synthetic, seed=args.seed)
             images = faces.images
-            labels = [f"synthetic #{i}, {faces.classes[y]}" for i, y in enumerate(faces.labels)]
+            labels = [f"synthetic #{i} ({faces.classes[y]})" for i, y in enumerate(faces.labels)]
         class_idx = None if args.target_class is None else _class_index(args.target_class, names)
         result = explain(model, images, window_model, method=args.method, class_idx=class_idx)
     except (FileNotFoundError, ValueError, CheckpointError, OSError) as err:
@@ -40,10 +40,10 @@ def run(args: argparse.Namespace) -> int:
 
     for label, probs in zip(labels, result["probabilities"]):
         ranked = sorted(zip(names, probs), key=lambda item: -item[1])
-        print(f"{label}: {ranked[0][0]} " + " ".join(f"{n}={p:.2f}" for n, p in ranked))
+        print(f"{label}: predicted {ranked[0][0]} (" + ", ".join(f"{n} {p:.2f}" for n, p in ranked) + ")")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    figure8(result, names, method=args.method).savefig(out)
+    figure8(result, names, method=args.method, row_labels=labels).savefig(out)
     print(f"wrote {out}")
     return 0
 

@@ -77,22 +77,29 @@ def overlay(rgb: np.ndarray, cam: np.ndarray, image_weight: float = 0.5) -> np.n
     return show_cam_on_image(rgb.astype(np.float32) / 255, cam, use_rgb=True, image_weight=image_weight)
 
 
-def figure8(result: dict, names: Sequence[str], method: str = "gradcam") -> Figure:
-    """Rows of faces; columns: original, L4, window attention, KROAFE, class probabilities."""
+def figure8(result: dict, names: Sequence[str], method: str = "gradcam",
+            row_labels: Sequence[str] | None = None) -> Figure:
+    """Rows of faces; columns: original, L4, window attention, KROAFE, class probabilities.
+
+    ``result`` is what :func:`explain` returns; ``row_labels`` (e.g. file names or true
+    classes) go to the left of each row.
+    """
     rows = len(result["image"])
     fig = Figure(figsize=(10.5, 2.2 * rows), dpi=100, layout="constrained")
     axes = fig.subplots(rows, 5, squeeze=False, width_ratios=[1, 1, 1, 1, 1.3])
     for i, ax_row in enumerate(axes):
         probs, explained = result["probabilities"][i], int(result["class_idx"][i])
         ax_row[0].imshow(result["image"][i])
-        ax_row[0].set_title(f"{names[int(probs.argmax())]} ({probs.max():.2f})", fontsize=9)
+        ax_row[0].set_title(f"predicted {names[int(probs.argmax())]} ({probs.max():.2f})", fontsize=9)
+        if row_labels is not None:
+            ax_row[0].set_ylabel(row_labels[i], fontsize=8)
         for ax, target in zip(ax_row[1:4], COLUMNS):
             cam = result[target]
             if cam is None:
                 ax.text(0.5, 0.5, "no model\nwith this block", ha="center", va="center", fontsize=8)
             else:
                 ax.imshow(overlay(result["image"][i], cam[i]))
-            ax.set_title(f"{TITLES[target]} → {names[explained]}" if i == 0 else "", fontsize=9)
+            ax.set_title(f"{TITLES[target]} → {names[explained]}", fontsize=9)
         for ax in ax_row[:4]:
             ax.set_xticks([]), ax.set_yticks([])
         bar = ax_row[4]
@@ -105,9 +112,8 @@ def figure8(result: dict, names: Sequence[str], method: str = "gradcam") -> Figu
         bar.invert_yaxis()
         bar.tick_params(axis="x", labelsize=7)
         if i == 0:
-            bar.legend(fontsize=7, loc="lower right")
-            bar.set_title("probabilities", fontsize=9)
-    fig.suptitle(f"{method} heatmaps (columns explain the class after the arrow)", fontsize=10)
+            bar.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
+    fig.suptitle(f"{method}: each heatmap explains the class after its arrow", fontsize=10)
     return fig
 
 

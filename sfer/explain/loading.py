@@ -14,16 +14,18 @@ from PIL import Image
 def load_model(path, map_location: str | torch.device = "cpu") -> nn.Module:
     """A trained model in eval mode, rebuilt from the checkpoint's own config.
 
-    Loading goes through the engine's checkpoint reader (``weights_only=True``: a
-    checkpoint cannot run code). The model gets two plain attributes the explainers
-    use: ``eval_transform`` (the preprocessing the checkpoint was trained with: PIL
-    image -> normalised tensor) and ``class_names``.
+    The engine reads the file (``torch.load(weights_only=True)``: a checkpoint cannot
+    run code) and checks it. The model gets two plain attributes the explainers use:
+    ``eval_transform``, the preprocessing it was trained with (PIL image -> normalised
+    tensor, from the checkpoint's image size, mean and std), and ``class_names``.
     """
-    from sfer.engine.checkpoint import load_checkpoint
+    from sfer.data import eval_transform
+    from sfer.engine.checkpoint import load_model as read_checkpoint
 
-    model, info = load_checkpoint(path, map_location=map_location)
-    model.eval_transform = info.eval_transform
-    model.class_names = list(info.class_names)
+    model, checkpoint = read_checkpoint(path, map_location=map_location)
+    pre = checkpoint["preprocessing"]
+    model.eval_transform = eval_transform(pre["image_size"], pre["mean"], pre["std"])
+    model.class_names = list(checkpoint["classes"])
     return model.eval()
 
 
@@ -31,9 +33,9 @@ def transform_for(model: nn.Module):
     """The model's ``eval_transform``, else the data module's default for its preset's image size."""
     transform = getattr(model, "eval_transform", None)
     if transform is None:
-        from sfer.data import eval_transform
+        from sfer.data import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 
-        transform = eval_transform(model.preset.image_size)
+        transform = eval_transform(model.preset.image_size, IMAGENET_MEAN, IMAGENET_STD)
     return transform
 
 

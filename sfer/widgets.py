@@ -32,7 +32,7 @@ from PIL import Image
 
 from sfer.explain.cam import METHODS, compute_cam
 from sfer.explain.figures import TITLES, overlay, probabilities
-from sfer.explain.loading import class_names, load_model, to_batch, to_rgb
+from sfer.explain.loading import CHECKPOINTS, class_names, embedded_samples, load_model, to_batch, to_rgb
 from sfer.explain.routing import draw_routing, region_boxes
 from sfer.models.kroa import check_routing
 
@@ -44,31 +44,40 @@ class Explorer:
 
     ``checkpoint``: a full SFER-MDFAE checkpoint (path) or model, the source of the L4
     and KROAFE maps; ``window_checkpoint``: an ``rw`` checkpoint or model for the window
-    map (left blank without one); ``images``: a folder (searched recursively), a list
-    of paths or PIL images, or ``None`` for the embedded sample faces. The explorer
-    changes the full model's routing: give it its own model.
+    map (left blank without one). With neither, the shipped ``tiny_full.pt`` and
+    ``tiny_rw.pt``. ``images``: a folder (searched recursively), a list of paths or PIL
+    images, or ``None`` for the embedded sample faces. The explorer changes the full
+    model's routing: give it its own model.
     """
 
     def __init__(self, checkpoint=None, window_checkpoint=None, images=None, method: str = "gradcam"):
+        if checkpoint is None:  # the shipped pair
+            checkpoint = CHECKPOINTS / "tiny_full.pt"
+            window_checkpoint = CHECKPOINTS / "tiny_rw.pt" if window_checkpoint is None else window_checkpoint
         self.model = _as_model(checkpoint)
         if not hasattr(self.model, "kroafe"):
             raise ValueError(f"the Explorer needs a model with KROA (full, nm or np), not {self.model.variant!r}")
         self.window_model = None if window_checkpoint is None else _as_model(window_checkpoint)
         self.names = class_names(self.model)
-        self.images = _collect_images(images)
+        self.images = embedded_samples() if images is None else _collect_images(images)
         self._window_cache: dict[tuple, np.ndarray] = {}
         self._holding = False
         attention = self.model.kroafe.attention
         m, map_size = attention.regions, self.model.map_size
 
-        self.picker = w.Dropdown(options=[(name, i) for i, (name, _) in enumerate(self.images)], description="image")
-        self.method = w.Dropdown(options=list(METHODS), value=method, description="CAM method")
+        label = {"style": {"description_width": "initial"}}
+        self.picker = w.Dropdown(options=[(name, i) for i, (name, _) in enumerate(self.images)], description="image",
+                                 **label)
+        self.method = w.Dropdown(options=list(METHODS), value=method, description="CAM method", **label)
         self.target = w.Dropdown(options=[("predicted", -1)] + [(n, i) for i, n in enumerate(self.names)],
-                                 value=-1, description="class")
-        self.regions = w.IntSlider(value=m, min=1, max=map_size, description="regions (m)", continuous_update=False)
-        self.topn = w.IntSlider(value=attention.topn, min=1, max=m * m, description="topn", continuous_update=False)
+                                 value=-1, description="class", **label)
+        # Sliders redraw on release (continuous_update=False): a drag is one redraw, not dozens.
+        self.regions = w.IntSlider(value=m, min=1, max=map_size, description="regions (m)", continuous_update=False,
+                                   **label)
+        self.topn = w.IntSlider(value=attention.topn, min=1, max=m * m, description="topn", continuous_update=False,
+                                **label)
         self.query = w.IntSlider(value=_centre_region(m, map_size), min=0, max=m * m - 1, description="query",
-                                 continuous_update=False)
+                                 continuous_update=False, **label)
         self.view = w.Image(format="png")
         self.view.add_class("sfer-explorer-view")
         self.caption = w.HTML()

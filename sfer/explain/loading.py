@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 from PIL import Image
+
+# The embedded data and the shipped tiny checkpoints, next to the package in a source checkout.
+SAMPLES = Path(__file__).resolve().parents[2] / "data_samples"
+CHECKPOINTS = SAMPLES / "checkpoints"
 
 
 def load_model(path, map_location: str | torch.device = "cpu") -> nn.Module:
@@ -95,3 +100,19 @@ def synthetic_faces(n: int, seed: int = 0) -> Faces:
     data = SyntheticClassroomFaces(n, seed=seed)
     images, labels = zip(*(data[i] for i in range(n)))
     return Faces(list(images), list(labels), np.stack([data.mask(i) for i in range(n)]), list(data.classes))
+
+
+def embedded_samples(per_class: int = 2) -> list[tuple[str, Image.Image]]:
+    """(name, image) pairs: ``per_class`` faces of each class from the test split exported under
+    ``data_samples/`` (found by its ``classes.txt``), else freshly generated synthetic faces."""
+    exports = sorted(SAMPLES.glob("**/classes.txt")) if SAMPLES.is_dir() else []
+    if exports:
+        root = exports[0].parent
+        out = []
+        for name in root.joinpath("classes.txt").read_text(encoding="utf-8").split():
+            for path in sorted((root / "test" / name).glob("*.png"))[:per_class]:
+                out.append((f"{name}/{path.name}", Image.open(path).convert("RGB")))
+        if out:
+            return out
+    faces = synthetic_faces(per_class * 6, seed=0)
+    return [(f"synthetic {i} ({faces.classes[y]})", im) for i, (im, y) in enumerate(zip(faces.images, faces.labels))]

@@ -120,7 +120,7 @@ class ExpressionSpec:
 # forward gaze (neutral's gaze wanders): the pair a CNN confuses, as in the paper.
 EXPRESSIONS: dict[str, ExpressionSpec] = {
     "happy": ExpressionSpec(("mouth",), {
-        "mouth_curve": Range(0.6, 1.2), "mouth_open": Range(0.1, 0.6), "mouth_width": Range(1.1, 1.3)}),
+        "mouth_curve": Range(0.7, 1.3), "mouth_open": Range(0.25, 0.7), "mouth_width": Range(1.1, 1.3)}),
     "dedicated": ExpressionSpec(("brows", "eyes"), {
         "brow_raise": Range(-0.065, -0.025), "brow_knit": Range(0.02, 0.05), "brow_tilt": Range(-0.06, -0.02),
         "gaze_x": Range(-0.1, 0.1), "gaze_y": Range(-0.1, 0.05), "eye_open": Range(0.85, 1.0)}),
@@ -257,11 +257,11 @@ def _draw_nuisances(rng: np.random.Generator, s: NuisanceStrengths, size: int):
         light_gradient=0.45 * s.lighting * u[1],
         light_hardness=1.0 + 3.0 * u[2],
         brightness=math.exp(s.lighting * (-0.36 + 0.45 * u[3])),  # 0.70 .. 1.09
-        roll_deg=10.0 * s.viewpoint * (2 * u[4] - 1),
-        yaw_deg=15.0 * s.viewpoint * (2 * u[5] - 1),
-        scale=1.0 + 0.08 * s.viewpoint * (2 * u[6] - 1),
-        shift_x=0.025 * s.viewpoint * (2 * u[7] - 1),
-        shift_y=0.025 * s.viewpoint * (2 * u[8] - 1),
+        roll_deg=8.0 * s.viewpoint * (2 * u[4] - 1),
+        yaw_deg=10.0 * s.viewpoint * (2 * u[5] - 1),
+        scale=1.0 + 0.06 * s.viewpoint * (2 * u[6] - 1),
+        shift_x=0.02 * s.viewpoint * (2 * u[7] - 1),
+        shift_y=0.02 * s.viewpoint * (2 * u[8] - 1),
         downsample=size / low_side,
         blur_px=round(far * (0.3 + 0.6 * u[10]) * 5) / 5,
         occluder=occluder,

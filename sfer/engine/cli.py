@@ -1,0 +1,111 @@
+"""``sfer train`` and ``sfer evaluate``.
+
+Every training flag defaults to ``None`` ("not given"), so that only the flags a
+user types override the ``--config`` file (or the checkpoint being resumed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from sfer.models import PRESETS, VARIANTS
+
+from .config import DATASETS
+from .evaluate import evaluate_checkpoint
+from .train import NonFiniteLossError, fit
+
+# Errors a user can fix from the message alone: printed without a traceback.
+_USER_ERRORS = (FileNotFoundError, ValueError, NonFiniteLossError)
+
+# flag -> TrainConfig field, for the flags that map one to one
+_TRAIN_FLAGS = ("preset", "variant", "topn", "regions", "ir50", "data", "dataset", "num_train", "num_val",
+                "num_test", "data_seed", "skip_bad", "epochs", "batch_size", "lr", "weight_decay", "patience",
+                "schedule", "seed", "out", "resume", "device", "amp", "compile", "num_workers")
+
+
+def _fail(command: str, err: Exception) -> int:
+    print(f"sfer {command}: error: {err}", file=sys.stderr)
+    return 1
+
+
+def run_train(args: argparse.Namespace) -> int:
+    overrides = {name: getattr(args, name) for name in _TRAIN_FLAGS}
+    try:
+        fit(args.config, progress=not args.no_progress, **overrides)
+    except _USER_ERRORS as err:
+        return _fail("train", err)
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    stem = Path(args.checkpoint).stem
+    out = args.out or Path("runs") / "evaluate" / f"{stem}-{args.dataset or args.data or 'trained'}-{args.split}"
+    try:
+        result = evaluate_checkpoint(args.checkpoint, data=args.data, dataset=args.dataset, split=args.split,
+                                     out=out, variant=args.variant, batch_size=args.batch_size, device=args.device,
+                                     num_workers=args.num_workers, num_test=args.num_test,
+                                     progress=not args.no_progress)
+    except _USER_ERRORS as err:
+        return _fail("evaluate", err)
+    print(f"{result['checkpoint']} on {result['dataset']} {result['split']} ({result['num_samples']} images): "
+          f"accuracy {result['accuracy']:.4f}\n")
+    print(result["report_text"])
+    print(f"wrote {Path(out) / 'evaluation.json'} and {Path(out) / 'confusion_matrix.png'}")
+    return 0
+
+
+def register(subparsers) -> None:
+    train = subparsers.add_parser(
+        "train", help="train SFER-MDFAE (the synthetic data by default)",
+        description="Train, validate, early-stop and test. Flags override --config, which overrides the "
+                    "defaults (the synthetic recipe). Writes last.pt, best.pt, log.csv, metrics.json and "
+                    "curves.png to --out. Under torchrun, trains on every process with DDP.")
+    arg = train.add_argument
+    arg("--config", help="YAML file of training settings, e.g. configs/rafdb.yaml")
+    arg("--preset", choices=list(PRESETS), help="model size (default tiny)")
+    arg("--variant", choices=list(VARIANTS), help="ablation variant (default full)")
+    arg("--topn", type=int, help="KROA: regions each region attends to (default 15)")
+    arg("--regions", type=int, help="KROA: region grid m (default 7)")
+    arg("--ir50", help="MS-Celeb-1M ir50.pth backbone weights to start from")
+    arg("--data", help="'synthetic' (generated faces, the default) or the data set's path")
+    arg("--dataset", choices=list(DATASETS), help="loader for --data")
+    arg("--num-train", type=int, help="synthetic training images")
+    arg("--num-val", type=int, help="synthetic validation images")
+    arg("--num-test", type=int, help="synthetic test images")
+    arg("--data-seed", type=int, help="seed of the synthetic faces")
+    arg("--skip-bad", action="store_true", default=None, help="skip unreadable images with a warning")
+    arg("--epochs", type=int, help="maximum epochs")
+    arg("--batch-size", type=int, help="global batch size (split across torchrun processes)")
+    arg("--lr", type=float, help="Adam learning rate")
+    arg("--weight-decay", type=float, help="Adam weight decay")
+    arg("--patience", type=int, help="early stopping: epochs without a better validation accuracy")
+    arg("--schedule", choices=["constant", "cosine"], help="learning-rate schedule")
+    arg("--seed", type=int, help="seed of initialisation, shuffling and augmentation")
+    arg("--out", help="output folder (default runs/<dataset>-<preset>-<variant>)")
+    arg("--resume", help="continue from a last.pt")
+    arg("--device", help="auto (default), cpu, cuda or cuda:N")
+    arg("--amp", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast on CUDA (default on)")
+    arg("--compile", action="store_true", default=None, help="torch.compile the model")
+    arg("--num-workers", type=int, help="data-loader processes (default 0 on CPU, up to 8 on CUDA)")
+    arg("--no-progress", action="store_true", help="one line per epoch instead of progress bars")
+    train.set_defaults(func=run_train)
+
+    evaluate = subparsers.add_parser(
+        "evaluate", help="accuracy, classification report and confusion matrix of a checkpoint",
+        description="Evaluate a checkpoint on one split; writes evaluation.json and confusion_matrix.png "
+                    "(row-normalised, like the paper's Figure 5).")
+    arg = evaluate.add_argument
+    arg("--checkpoint", required=True, help="a best.pt, last.pt or shipped checkpoint")
+    arg("--data", help="'synthetic' or the data set's path (default: what the checkpoint was trained on)")
+    arg("--dataset", choices=list(DATASETS), help="loader for --data")
+    arg("--split", default="test", choices=["train", "val", "test"])
+    arg("--out", help="output folder (default runs/evaluate/<checkpoint>-<data>-<split>)")
+    arg("--variant", choices=list(VARIANTS), help="fail unless the checkpoint is this variant")
+    arg("--num-test", type=int, help="synthetic test images (default: as trained)")
+    arg("--batch-size", type=int)
+    arg("--device", default="auto")
+    arg("--num-workers", type=int)
+    arg("--no-progress", action="store_true")
+    evaluate.set_defaults(func=run_evaluate)

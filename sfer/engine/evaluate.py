@@ -1,0 +1,214 @@
+"""Evaluation: data splits for a config, the confusion matrix, reports and Figure 5.
+
+Everything is computed from one confusion matrix (counts, rows = true class,
+columns = predicted class): accuracy, per-class accuracy (recall) and
+scikit-learn's classification report. A matrix sums across processes with one
+``all_reduce``, so evaluation under ``torchrun`` needs no gathering of predictions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+from sklearn.metrics import classification_report
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm.auto import tqdm
+
+from sfer.data import DATASET_SPLITS, build_dataset, eval_transform, synthetic_splits, train_transform
+
+from . import distributed
+from .checkpoint import build_from_checkpoint, check_classes, load_checkpoint
+from .config import TrainConfig
+
+# ---------------------------------------------------------------------------- data
+
+def split_names(dataset: str) -> dict[str, str]:
+    """The loader's split for train, val and test: RAF-DB has no validation split, so
+    there the test split also drives early stopping, as in the papers that report on it."""
+    known = DATASET_SPLITS[dataset]
+    return {"train": "train", "val": "val" if "val" in known else "test", "test": "test"}
+
+
+def build_splits(cfg: TrainConfig, preprocessing: dict[str, Any], splits=("train", "val", "test")
+                 ) -> dict[str, Dataset]:
+    """The data sets a config names, with training augmentation on ``train`` only."""
+    size, mean, std = preprocessing["image_size"], preprocessing["mean"], preprocessing["std"]
+    transforms = {"train": train_transform(size, mean, std), "val": eval_transform(size, mean, std),
+                  "test": eval_transform(size, mean, std)}
+    if cfg.dataset == "synthetic":
+        if cfg.data != "synthetic":
+            raise ValueError(f"--data {cfg.data} needs --dataset naming its loader, one of {list(DATASET_SPLITS)} "
+                             f"(the synthetic data set generates its data and takes --data synthetic)")
+        generated = synthetic_splits(cfg.num_train, cfg.num_val, cfg.num_test, seed=cfg.data_seed,
+                                     image_size=size)
+        return {split: Rendered(generated[split], transforms[split]) for split in splits}
+    if cfg.data == "synthetic":
+        raise ValueError(f"--dataset {cfg.dataset} reads files: pass --data PATH (its folder or file)")
+    if not Path(cfg.data).exists():
+        raise FileNotFoundError(f"data path does not exist: {cfg.data} (for --dataset {cfg.dataset})")
+    names = split_names(cfg.dataset)
+    return {split: build_dataset(cfg.dataset, cfg.data, names[split], transform=transforms[split],
+                                 skip_bad=cfg.skip_bad) for split in splits}
+
+
+class Rendered(Dataset):
+    """A synthetic split drawn once into memory; the (random) transform still runs per access.
+
+    Drawing a face costs about as much as a training step of the tiny model on a CPU,
+    so drawing it again every epoch would double the training time. A face is a pure
+    function of ``(seed, index)``: drawing it once changes nothing else. The faces are
+    drawn by worker processes, one per core, in index order.
+    """
+
+    def __init__(self, dataset: Dataset, transform):
+        self.source, self.transform = dataset, transform
+        self.classes, self.targets = list(dataset.classes), list(dataset.targets)
+        dataset.transform = None  # PIL images out, the transform in __getitem__
+        workers = min(8, os.cpu_count() or 1) if len(dataset) >= 256 else 0
+        self.images = [image for image, _ in DataLoader(dataset, batch_size=None, num_workers=workers)]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        return self.transform(self.images[i]), self.targets[i]
+
+
+def eval_loader(dataset: Dataset, batch_size: int, ctx: distributed.Context, num_workers: int) -> DataLoader:
+    """In-order batches of this process's shard (every ``world_size``-th sample, no padding)."""
+    if ctx.distributed:
+        dataset = Subset(dataset, range(ctx.rank, len(dataset), ctx.world_size))
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                      pin_memory=ctx.device.type == "cuda", persistent_workers=False)
+
+
+def autocast(device: torch.device, amp: bool):
+    """bf16 autocast on CUDA when ``amp``; fp32 otherwise (CPU bf16 is slower than fp32 on most CPUs)."""
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# --------------------------------------------------------------------- the numbers
+
+@torch.no_grad()
+def confusion_matrix(model: nn.Module, loader: DataLoader, num_classes: int, ctx: distributed.Context,
+                     amp: bool = True, progress: bool = False, desc: str = "eval"
+                     ) -> tuple[torch.Tensor, float]:
+    """``(counts (C, C) int64, mean cross-entropy)`` over the loader, summed over processes."""
+    model.eval()
+    counts = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=ctx.device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=ctx.device)
+    channels_last = ctx.device.type == "cuda"
+    for images, labels in tqdm(loader, desc=desc, leave=False, disable=not (progress and ctx.is_main)):
+        images = images.to(ctx.device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        labels = labels.to(ctx.device, non_blocking=True)
+        with autocast(ctx.device, amp):
+            logits = model(images).float()
+        loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
+        counts += torch.bincount(labels * num_classes + logits.argmax(1), minlength=num_classes ** 2)
+    distributed.all_reduce_sum(counts, ctx)
+    distributed.all_reduce_sum(loss_sum, ctx)
+    counts = counts.view(num_classes, num_classes).cpu()
+    return counts, float(loss_sum) / max(int(counts.sum()), 1)
+
+
+def summarize(counts: torch.Tensor, classes: list[str]) -> dict[str, Any]:
+    """Accuracy, per-class accuracy (recall of each true class) and the matrix as lists."""
+    counts = counts.to(torch.float64)
+    per_class = counts.diag() / counts.sum(1).clamp(min=1)
+    return {
+        "accuracy": float(counts.diag().sum() / counts.sum().clamp(min=1)),
+        "per_class_accuracy": {name: float(a) for name, a in zip(classes, per_class)},
+        "confusion_matrix": counts.to(torch.int64).tolist(),
+    }
+
+
+def report(counts: torch.Tensor, classes: list[str]) -> tuple[dict[str, Any], str]:
+    """scikit-learn's classification report (dict and text) for a confusion matrix.
+
+    The report depends on the counts alone, so the (true, predicted) pairs are
+    re-expanded from the matrix rather than kept around during evaluation.
+    """
+    idx = np.arange(len(classes))
+    flat = counts.numpy().ravel()
+    y_true = np.repeat(np.repeat(idx, len(classes)), flat)
+    y_pred = np.repeat(np.tile(idx, len(classes)), flat)
+    kwargs = dict(labels=idx, target_names=list(classes), zero_division=0, digits=4)
+    return (classification_report(y_true, y_pred, output_dict=True, **kwargs),
+            classification_report(y_true, y_pred, **kwargs))
+
+
+def plot_confusion_matrix(counts: torch.Tensor, classes: list[str], title: str | None = None) -> Figure:
+    """A row-normalised confusion-matrix heatmap with class names, like the paper's Figure 5."""
+    counts = counts.to(torch.float64)
+    rates = (counts / counts.sum(1, keepdim=True).clamp(min=1)).numpy()
+    n = len(classes)
+    fig = Figure(figsize=(1.1 * n + 2.2, 1.0 * n + 1.6), layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, f"{rates[i, j]:.2f}", ha="center", va="center", fontsize=9,
+                    color="white" if rates[i, j] > 0.5 else "black")
+    ax.set_xticks(range(n), classes, rotation=45, ha="right")
+    ax.set_yticks(range(n), classes)
+    ax.set_xlabel("Predicted label")
+    ax.set_ylabel("True label")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+# ----------------------------------------------------------------- a checkpoint
+
+def evaluate_checkpoint(checkpoint: str | Path, data: str | None = None, dataset: str | None = None,
+                        split: str = "test", out: str | Path | None = None, variant: str | None = None,
+                        batch_size: int | None = None, device: str = "auto", num_workers: int | None = None,
+                        num_test: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Accuracy, classification report and confusion matrix of a checkpoint on one split.
+
+    ``data``/``dataset`` default to what the checkpoint was trained on (for the
+    synthetic data: the same generated split, from the stored seed and sizes). With
+    ``out``, writes ``evaluation.json`` and ``confusion_matrix.png`` there.
+    """
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be train, val or test, got {split!r}")
+    ckpt = load_checkpoint(checkpoint)
+    cfg = TrainConfig(**ckpt["config"]).replace(
+        data=data, dataset=dataset or ("synthetic" if data == "synthetic" else None), num_test=num_test,
+        batch_size=batch_size, device=device)
+    ctx = distributed.Context(distributed.resolve_device(cfg.device))
+    model = build_from_checkpoint(ckpt, variant=variant, source=str(checkpoint)).to(ctx.device)
+    if ctx.device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    ds = build_splits(cfg, ckpt["preprocessing"], splits=(split,))[split]
+    check_classes(ckpt["classes"], ds.classes, source=str(checkpoint))
+    workers = num_workers if num_workers is not None else (4 if ctx.device.type == "cuda" else 0)
+    counts, loss = confusion_matrix(model, eval_loader(ds, cfg.batch_size, ctx, workers), len(ds.classes), ctx,
+                                    amp=cfg.amp, progress=progress, desc=f"evaluate {split}")
+    as_dict, as_text = report(counts, ds.classes)
+    result = {"checkpoint": str(checkpoint), "data": cfg.data, "dataset": cfg.dataset, "split": split,
+              "num_samples": int(counts.sum()), "loss": loss, **summarize(counts, ds.classes),
+              "classes": list(ds.classes), "report": as_dict, "report_text": as_text,
+              "model_config": dict(ckpt["model_config"])}
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "evaluation.json").write_text(json.dumps(result, indent=2))
+        title = f"{ckpt['model_config']['preset']}/{ckpt['model_config']['variant']} on {cfg.dataset} {split}: " \
+                f"{100 * result['accuracy']:.2f}%"
+        plot_confusion_matrix(counts, ds.classes, title).savefig(out / "confusion_matrix.png", dpi=120)
+    return result

@@ -24,6 +24,7 @@ def test_config_files_hold_the_papers_recipe(name):
     cfg = make_config(CONFIGS / f"{name}.yaml")
     assert (cfg.lr, cfg.weight_decay, cfg.batch_size, cfg.patience) == PAPER[name]
     assert cfg.betas[0] == 0.9 and cfg.schedule == "constant" and cfg.preset == "paper"
+    assert cfg.flip and cfg.erase_p == 0.5  # the paper's augmentation: flip and random erasing
     assert isinstance(cfg.lr, float)
 
 

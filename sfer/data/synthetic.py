@@ -174,10 +174,10 @@ class NuisanceStrengths:
     """How strong each classroom nuisance is, from 0 (off) to 1 (the default level).
 
     At 1: a lighting gradient up to 0.45 and a brightness of 0.7..1.1; viewpoint up
-    to 20 degrees of roll, 20 of yaw, 15 % of scale and 8 % of the image of shift;
-    half the faces far away, with up to 3.5x fewer pixels and a 1.2-pixel blur; an
-    occluder (hand, book or pen) on 40 % of the faces; noise up to sigma 6 (of 255);
-    up to 6 background objects at full contrast.
+    to 8 degrees of roll, 10 of yaw, 6 % of scale and 2 % of the image of shift;
+    half the faces far away, with 1.75x to 2.8x fewer pixels per side and a 0.4 to
+    0.8-pixel blur; an occluder (hand, book or pen) on 40 % of the faces; noise up to
+    sigma 6 (of 255); up to 6 background objects at full contrast.
     """
 
     lighting: float = 1.0
@@ -241,8 +241,8 @@ def _draw_nuisances(rng: np.random.Generator, s: NuisanceStrengths, size: int):
 
     Every draw happens whatever the strengths (they only scale the values), so a sample
     keeps its layout when a strength changes. Distance: half the students sit near the
-    camera (no effect), the others far (2 to 3.5 times fewer pixels at strength 1, and a
-    blur); the low-resolution side is a multiple of 4 pixels and the blur a multiple of
+    camera (no effect), the others far (1.75 to 2.8 times fewer pixels per side at strength
+    1, and a blur); the low-resolution side is a multiple of 4 pixels and the blur a multiple of
     0.2 pixel, so that a few dozen cached resampling operators serve every sample.
     """
     u = rng.random(16).tolist()  # Python floats: numpy scalars would promote the float32 maths

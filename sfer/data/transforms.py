@@ -32,16 +32,21 @@ class ToRGB:
 
 
 def train_transform(image_size: int = 224, mean: Sequence[float] = IMAGENET_MEAN,
-                    std: Sequence[float] = IMAGENET_STD) -> T.Compose:
-    """Resize -> random horizontal flip -> tensor -> normalise -> random erasing; (3, S, S)."""
-    return T.Compose([
-        ToRGB(),
-        T.Resize((image_size, image_size), antialias=True),
-        T.RandomHorizontalFlip(),
-        T.ToTensor(),
-        T.Normalize(mean, std),
-        T.RandomErasing(),
-    ])
+                    std: Sequence[float] = IMAGENET_STD, flip: bool = True, erase_p: float = 0.5) -> T.Compose:
+    """Resize -> random horizontal flip -> tensor -> normalise -> random erasing; (3, S, S).
+
+    ``flip`` and ``erase_p`` (the probability of erasing one rectangle) are the two
+    augmentations of the paper; a training config may turn them down.
+    """
+    if not 0.0 <= erase_p <= 1.0:
+        raise ValueError(f"erase_p must be in [0, 1], got {erase_p!r}")
+    steps = [ToRGB(), T.Resize((image_size, image_size), antialias=True)]
+    if flip:
+        steps.append(T.RandomHorizontalFlip())
+    steps += [T.ToTensor(), T.Normalize(mean, std)]
+    if erase_p > 0:
+        steps.append(T.RandomErasing(p=erase_p))
+    return T.Compose(steps)
 
 
 def eval_transform(image_size: int = 224, mean: Sequence[float] = IMAGENET_MEAN,

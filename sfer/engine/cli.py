@@ -21,7 +21,7 @@ _USER_ERRORS = (FileNotFoundError, ValueError, NonFiniteLossError)
 
 # flag -> TrainConfig field, for the flags that map one to one
 _TRAIN_FLAGS = ("preset", "variant", "topn", "regions", "ir50", "data", "dataset", "num_train", "num_val",
-                "num_test", "data_seed", "skip_bad", "epochs", "batch_size", "lr", "weight_decay", "patience",
+                "num_test", "data_seed", "nuisance", "skip_bad", "flip", "erase_p", "epochs", "batch_size", "lr", "weight_decay", "patience",
                 "schedule", "seed", "out", "resume", "device", "amp", "compile", "num_workers")
 
 
@@ -75,7 +75,10 @@ def register(subparsers) -> None:
     arg("--num-val", type=int, help="synthetic validation images")
     arg("--num-test", type=int, help="synthetic test images")
     arg("--data-seed", type=int, help="seed of the synthetic faces")
+    arg("--nuisance", type=float, help="strength of the synthetic faces' classroom nuisances, 0..1 (default 1)")
     arg("--skip-bad", action="store_true", default=None, help="skip unreadable images with a warning")
+    arg("--flip", action=argparse.BooleanOptionalAction, default=None, help="random horizontal flip (default on)")
+    arg("--erase-p", type=float, help="probability of random erasing (default 0.5, the paper's)")
     arg("--epochs", type=int, help="maximum epochs")
     arg("--batch-size", type=int, help="global batch size (split across torchrun processes)")
     arg("--lr", type=float, help="Adam learning rate")

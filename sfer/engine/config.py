@@ -49,12 +49,15 @@ class TrainConfig:
     num_val: int = 600
     num_test: int = 600
     data_seed: int = 0               # seed of the synthetic faces (fixed, so seeds share a test set)
+    nuisance: float = 0.5            # strength of every classroom nuisance of the synthetic faces, 0..1
     skip_bad: bool = False           # skip unreadable images with a warning instead of failing
+    flip: bool = True                # augmentation (paper, section 4.3): random horizontal flip
+    erase_p: float = 0.0             # ... and random erasing of one rectangle with this probability (paper: 0.5)
 
     # optimisation (paper, section 4.3: Adam, cross-entropy, early stopping on val accuracy)
     epochs: int = 8
-    batch_size: int = 64             # global batch: split across processes under torchrun
-    lr: float = 1e-3
+    batch_size: int = 32             # global batch: split across processes under torchrun
+    lr: float = 2e-3
     weight_decay: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.999)
     patience: int = 50               # epochs without a better val accuracy before stopping
@@ -83,6 +86,10 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "patience", "num_train", "num_val", "num_test"):
             if int(getattr(self, name)) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if not 0.0 <= float(self.nuisance) <= 1.0:
+            problems.append(f"nuisance must be in [0, 1], got {self.nuisance!r}")
+        if not 0.0 <= float(self.erase_p) <= 1.0:
+            problems.append(f"erase_p must be in [0, 1], got {self.erase_p!r}")
         if not float(self.lr) > 0:
             problems.append(f"lr must be > 0, got {self.lr!r}")
         if problems:

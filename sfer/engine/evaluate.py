@@ -42,14 +42,14 @@ def build_splits(cfg: TrainConfig, preprocessing: dict[str, Any], splits=("train
                  ) -> dict[str, Dataset]:
     """The data sets a config names, with training augmentation on ``train`` only."""
     size, mean, std = preprocessing["image_size"], preprocessing["mean"], preprocessing["std"]
-    transforms = {"train": train_transform(size, mean, std), "val": eval_transform(size, mean, std),
+    transforms = {"train": train_transform(size, mean, std, flip=cfg.flip, erase_p=cfg.erase_p), "val": eval_transform(size, mean, std),
                   "test": eval_transform(size, mean, std)}
     if cfg.dataset == "synthetic":
         if cfg.data != "synthetic":
             raise ValueError(f"--data {cfg.data} needs --dataset naming its loader, one of {list(DATASET_SPLITS)} "
                              f"(the synthetic data set generates its data and takes --data synthetic)")
         generated = synthetic_splits(cfg.num_train, cfg.num_val, cfg.num_test, seed=cfg.data_seed,
-                                     image_size=size)
+                                     image_size=size, nuisance=cfg.nuisance)
         return {split: Rendered(generated[split], transforms[split]) for split in splits}
     if cfg.data == "synthetic":
         raise ValueError(f"--dataset {cfg.dataset} reads files: pass --data PATH (its folder or file)")

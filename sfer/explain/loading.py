@@ -93,11 +93,17 @@ class Faces:
     classes: list[str]
 
 
-def synthetic_faces(n: int, seed: int = 0) -> Faces:
-    """``n`` synthetic classroom faces of seed ``seed``, with their key-region masks."""
-    from sfer.data import SyntheticClassroomFaces
+def synthetic_faces(n: int, seed: int = 0, nuisance: float | None = None) -> Faces:
+    """``n`` synthetic classroom faces of seed ``seed``, with their key-region masks.
 
-    data = SyntheticClassroomFaces(n, seed=seed)
+    ``nuisance`` (0..1) defaults to the strength of the synthetic training recipe
+    (``TrainConfig.nuisance``), the faces the shipped checkpoints were trained on, so
+    that explanations are not confounded by a shift of the data.
+    """
+    from sfer.data import SyntheticClassroomFaces
+    from sfer.engine.config import TrainConfig
+
+    data = SyntheticClassroomFaces(n, seed=seed, nuisance=TrainConfig.nuisance if nuisance is None else nuisance)
     images, labels = zip(*(data[i] for i in range(n)))
     return Faces(list(images), list(labels), np.stack([data.mask(i) for i in range(n)]), list(data.classes))
 

@@ -74,13 +74,22 @@ class Rendered(Dataset):
         self.classes, self.targets = list(dataset.classes), list(dataset.targets)
         dataset.transform = None  # PIL images out, the transform in __getitem__
         workers = min(8, os.cpu_count() or 1) if len(dataset) >= 256 else 0
-        self.images = [image for image, _ in DataLoader(dataset, batch_size=None, num_workers=workers)]
+        self.images = [image for image, _ in DataLoader(dataset, batch_size=None, num_workers=workers,
+                                                        worker_init_fn=_one_blas_thread)]
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, i: int):
         return self.transform(self.images[i]), self.targets[i]
+
+
+def _one_blas_thread(worker_id: int) -> None:
+    """The drawing workers already use every core: a multi-threaded BLAS in each would
+    oversubscribe them, and OpenBLAS's spinning threads then slow drawing ten-fold."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
 
 
 def eval_loader(dataset: Dataset, batch_size: int, ctx: distributed.Context, num_workers: int) -> DataLoader:

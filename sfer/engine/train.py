@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
@@ -335,6 +336,7 @@ def plot_curves(history: list[dict[str, Any]]) -> Figure:
         ax.plot(epochs, [r[f"train_{key}"] for r in history], marker="o", label="train")
         ax.plot(epochs, [r[f"val_{key}"] for r in history], marker="o", label="validation")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     best = [r["epoch"] for r in history if r["best"]]

@@ -162,7 +162,7 @@ class Explorer:
         panels = ("image", "l4", "window", "kroafe", "routing")
         self.figure = Figure(figsize=(13.5, 2.7), dpi=80)
         self.canvas = FigureCanvasAgg(self.figure)
-        grid = self.figure.add_gridspec(1, 6, width_ratios=[1, 1, 1, 1, 1, 1.25], left=0.01, right=0.99,
+        grid = self.figure.add_gridspec(1, 6, width_ratios=[1, 1, 1, 1, 1, 1.25], left=0.01, right=0.94,
                                         bottom=0.1, top=0.86, wspace=0.15)
         blank = np.zeros((2, 2, 3), np.uint8)
         self._axes, self._artists = {}, {}

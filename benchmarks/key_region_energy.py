@@ -68,7 +68,7 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     energy_figure(result, sweep).savefig(out)
-    print(f"\nwrote {out}")
+    print(f"\nwrote {out.resolve().relative_to(ROOT) if out.resolve().is_relative_to(ROOT) else out}")
 
 
 if __name__ == "__main__":

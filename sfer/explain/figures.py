@@ -21,7 +21,8 @@ from .energy import EnergyComparison
 from .loading import class_names, to_batch, to_rgb
 
 COLUMNS = ("l4", "window", "kroafe")
-TITLES = {"l4": "L4", "window": "window attention", "kroafe": "KROAFE"}
+TITLES = {"l4": "L4", "window": "window attention", "kroafe": "KROAFE", "kroa": "KROA branch",
+          "window_attention": "window-attention branch"}
 
 
 def cam_sources(model: nn.Module, window_model: nn.Module | None = None) -> dict[str, nn.Module | None]:

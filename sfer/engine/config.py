@@ -136,17 +136,20 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return values
 
 
+def config_layer(config: TrainConfig | dict | str | Path | None) -> dict[str, Any]:
+    """The settings of a :class:`TrainConfig`, a dict, a YAML path or nothing, as a dict."""
+    if config is None:
+        return {}
+    if isinstance(config, TrainConfig):
+        return config.to_dict()
+    if isinstance(config, dict):
+        return dict(config)
+    return load_config_file(config)
+
+
 def make_config(config: TrainConfig | dict | str | Path | None = None, **overrides: Any) -> TrainConfig:
     """Build a config from a :class:`TrainConfig`, a dict, a YAML path or nothing, plus overrides.
 
     ``None`` overrides are dropped, so unset command-line flags keep the file's values.
     """
-    if config is None:
-        base: dict[str, Any] = {}
-    elif isinstance(config, TrainConfig):
-        base = config.to_dict()
-    elif isinstance(config, dict):
-        base = dict(config)
-    else:
-        base = load_config_file(config)
-    return from_dict(base, {k: v for k, v in overrides.items() if v is not None})
+    return from_dict(config_layer(config), {k: v for k, v in overrides.items() if v is not None})

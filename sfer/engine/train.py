@@ -40,7 +40,7 @@ from sfer.models import PRESETS, CheckpointError, build_model, load_ir50
 from . import distributed
 from .checkpoint import (FORMAT, VERSION, atomic_save, capture_rng, check_classes, load_checkpoint,
                          restore_rng, strip_checkpoint)
-from .config import ARCHITECTURE_FIELDS, TrainConfig, from_dict, load_config_file
+from .config import ARCHITECTURE_FIELDS, TrainConfig, config_layer, from_dict
 from .evaluate import autocast, build_splits, confusion_matrix, eval_loader, report, summarize
 
 LOG_FIELDS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "images_per_s",
@@ -59,14 +59,7 @@ def resolve_config(config: TrainConfig | dict | str | Path | None = None, **over
     (a :class:`TrainConfig`, dict or YAML path), then non-``None`` ``overrides``. A
     resumed run may not change the architecture (preset, variant, routing).
     """
-    if isinstance(config, TrainConfig):
-        base = config.to_dict()
-    elif isinstance(config, dict):
-        base = dict(config)
-    elif config is None:
-        base = {}
-    else:
-        base = load_config_file(config)
+    base = config_layer(config)
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if overrides.get("data") == "synthetic" and "dataset" not in overrides:
         overrides["dataset"] = "synthetic"  # `--data synthetic` on a real data set's recipe: a smoke test

@@ -42,6 +42,13 @@ class KeyRegionAttention(nn.Module):
 
     ``topn`` and ``regions`` hold no weights: :meth:`set_routing` changes them on a
     trained model.
+
+    Explain mode (``forward(x, frozen=x_ref)``): the routing and the attention
+    probabilities are computed from ``frozen`` (detached) and written out explicitly,
+    while V, LePE and W^o act on ``x``. The output is then linear (affine) in ``x``,
+    which is what attribution by conservative propagation needs (Ali et al., ICML
+    2022); with ``frozen = x`` it equals the ordinary forward. The ordinary forward
+    keeps ``scaled_dot_product_attention`` and its fused kernels.
     """
 
     def __init__(self, dim: int, num_heads: int = 8, regions: int = 7, topn: int = 15,
@@ -83,11 +90,13 @@ class KeyRegionAttention(nn.Module):
 
     def _route(self, q_cells: torch.Tensor, k_cells: torch.Tensor, valid_cells: torch.Tensor) -> torch.Tensor:
         """Region means (eqs 7-8), relations M (eq 9) and top-n indices D (eq 10): (B, m², topn)."""
-        weights = valid_cells.to(q_cells.dtype)[..., None]  # (m², P, 1)
+        # fp32 even under bf16 autocast: near-ties must route alike on every device
+        weights = valid_cells.float()[..., None]  # (m², P, 1)
         count = weights.sum(dim=1)  # (m², 1)
-        q_r = (q_cells.detach() * weights).sum(dim=2) / count.clamp(min=1)  # (B, m², C)
-        k_r = (k_cells.detach() * weights).sum(dim=2) / count.clamp(min=1)  # (B, m², C)
-        relation = q_r @ k_r.transpose(-1, -2)  # M (B, m², m²)
+        q_r = (q_cells.detach().float() * weights).sum(dim=2) / count.clamp(min=1)  # (B, m², C)
+        k_r = (k_cells.detach().float() * weights).sum(dim=2) / count.clamp(min=1)  # (B, m², C)
+        with torch.autocast(q_r.device.type, enabled=False):
+            relation = q_r @ k_r.transpose(-1, -2)  # M (B, m², m²)
         relation = relation.masked_fill(count[:, 0] == 0, float("-inf"))  # all-padding regions go last
         return relation.topk(self.topn, dim=-1).indices  # D (B, m², topn)
 
@@ -97,9 +106,12 @@ class KeyRegionAttention(nn.Module):
         q_cells, k_cells, _, valid_cells, _, _ = self._regions(x)
         return self._route(q_cells, k_cells, valid_cells)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, frozen: torch.Tensor | None = None) -> torch.Tensor:
+        """KROA of ``x`` (B, H, W, C); with ``frozen``, explain mode (see the class docstring)."""
         b, h, w, c = x.shape
         q_cells, k_cells, v_cells, valid_cells, (hp, wp), lepe = self._regions(x)  # (B, m², P, C)
+        if frozen is not None:
+            q_cells, k_cells, _, _, _, _ = self._regions(frozen.detach())
         index = self._route(q_cells, k_cells, valid_cells)  # D (B, m², n)
 
         batch = torch.arange(b, device=x.device)[:, None, None]
@@ -112,13 +124,24 @@ class KeyRegionAttention(nn.Module):
         def split_heads(t):  # (B, m², L, C) -> (B*m², heads, L, C/heads)
             return t.reshape(b * cells, -1, heads, c // heads).transpose(1, 2)
 
-        attended = F.scaled_dot_product_attention(
-            split_heads(q_cells), split_heads(k_sel), split_heads(v_sel),
-            attn_mask=key_valid.reshape(b * cells, 1, 1, -1),
-        )  # softmax(Q K'^T / sqrt(d)) V' per head (eq 11), (B*m², heads, P, d)
+        q, k, v = split_heads(q_cells), split_heads(k_sel), split_heads(v_sel)
+        # no mask when nothing is padded (m divides the map), so the flash kernel stays eligible
+        mask = None if (hp, wp) == (h, w) else key_valid.reshape(b * cells, 1, 1, -1)
+        if frozen is None:
+            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # eq 11, (B*m², heads, P, d)
+        else:
+            attended = self.probabilities(q, k, mask) @ v  # the same, with detached probabilities
         attended = attended.transpose(1, 2).reshape(b, cells, patches, c)  # concat heads (eq 13)
         attended = from_cells(attended, hp // self.regions, wp // self.regions, hp, wp)[:, :h, :w]  # (B, H, W, C)
         return self.proj(attended) + lepe  # W^o and LePE (eqs 13-14)
+
+    @staticmethod
+    def probabilities(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """softmax(q k^T / sqrt(d)) (eq 11) written out and detached: (..., P, L)."""
+        scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        return scores.softmax(dim=-1).detach()
 
 
 class KROAFE(nn.Module):
@@ -133,12 +156,29 @@ class KROAFE(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.attention = KeyRegionAttention(dim, **attention_kwargs)
 
-    def forward(self, l4: torch.Tensor) -> torch.Tensor:
+    def forward(self, l4: torch.Tensor, frozen: torch.Tensor | None = None) -> torch.Tensor:
+        """R from L4 (B, C, H, W). With ``frozen`` (an L4 of the same shape), explain mode:
+        the attention probabilities and LayerNorm's standard deviation come from ``frozen``
+        (detached), so R is affine in ``l4`` (``sfer.explain.token_contributions`` relies on it)."""
         x = l4.permute(0, 2, 3, 1)  # (B, H, W, C)
-        r = x + self.attention(self.norm(x))  # (B, H, W, C)
+        if frozen is None:
+            r = x + self.attention(self.norm(x))  # (B, H, W, C)
+        else:
+            ref = frozen.detach().permute(0, 2, 3, 1)
+            r = x + self.attention(fixed_scale_norm(self.norm, x, ref), frozen=self.norm(ref))
         return r.permute(0, 3, 1, 2)  # R (B, C, H, W)
 
     @torch.no_grad()
     def routing(self, l4: torch.Tensor) -> torch.Tensor:
         """Routing indices D (B, m², topn) that KROA uses on this L4."""
         return self.attention.routing(self.norm(l4.permute(0, 2, 3, 1)))
+
+
+def fixed_scale_norm(norm: nn.LayerNorm, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """LayerNorm of ``x`` with the standard deviation taken from ``ref`` and held fixed.
+
+    (x - mean(x)) / std(ref) * gamma + beta: affine in ``x``, and equal to ``norm(x)``
+    when ``ref`` is ``x``. Centring stays a function of ``x`` because it is linear.
+    """
+    std = (ref.var(dim=-1, unbiased=False, keepdim=True) + norm.eps).sqrt().detach()
+    return (x - x.mean(dim=-1, keepdim=True)) / std * norm.weight + norm.bias

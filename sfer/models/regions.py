@@ -20,12 +20,19 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, torch
     Returns the padded map and ``valid``, a (Hp, Wp) bool tensor, True on real positions.
     """
     _, h, w, _ = x.shape
-    hp, wp = math.ceil(h / multiple) * multiple, math.ceil(w / multiple) * multiple
-    valid = torch.zeros(hp, wp, dtype=torch.bool, device=x.device)
-    valid[:h, :w] = True
+    valid = valid_positions(h, w, multiple, x.device)
+    hp, wp = valid.shape
     if (hp, wp) != (h, w):
         x = F.pad(x, (0, 0, 0, wp - w, 0, hp - h))
     return x, valid
+
+
+def valid_positions(h: int, w: int, multiple: int, device=None) -> torch.Tensor:
+    """(Hp, Wp) bool map, True on the h x w real positions of a map padded to multiples of ``multiple``."""
+    hp, wp = math.ceil(h / multiple) * multiple, math.ceil(w / multiple) * multiple
+    valid = torch.zeros(hp, wp, dtype=torch.bool, device=device)
+    valid[:h, :w] = True
+    return valid
 
 
 def to_cells(x: torch.Tensor, cell_h: int, cell_w: int) -> torch.Tensor:

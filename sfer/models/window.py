@@ -6,7 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .regions import from_cells, pad_to_multiple, to_cells
+from .kroa import fixed_scale_norm
+from .regions import from_cells, pad_to_multiple, to_cells, valid_positions
 
 
 class WindowAttention(nn.Module):
@@ -40,27 +41,38 @@ class WindowAttention(nn.Module):
     def extra_repr(self) -> str:
         return f"num_heads={self.num_heads}, window_size={self.window_size}"
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, frozen: torch.Tensor | None = None) -> torch.Tensor:
+        """Window attention of ``x`` (B, H, W, C). With ``frozen``, explain mode: the attention
+        probabilities come from ``frozen`` (detached) and are written out, so the output is
+        affine in ``x``; the ordinary forward uses ``scaled_dot_product_attention``."""
         b, h, w, c = x.shape
-        ws = self.window_size
-        x, valid = pad_to_multiple(x, ws)  # (B, Hp, Wp, C); padding < w, so no window is all padding
-        hp, wp = x.shape[1:3]
-        cells = to_cells(x, ws, ws)  # (B, windows, w², C)
-        key_valid = to_cells(valid[..., None], ws, ws)[..., 0]  # (windows, w²)
-        q, k, v = self.qkv(cells).chunk(3, dim=-1)  # (B, windows, w², C) each
-        windows = cells.shape[1]
-
-        def split_heads(t):  # (B, windows, w², C) -> (B, windows, heads, w², d)
-            return t.reshape(b, windows, ws * ws, self.num_heads, c // self.num_heads).transpose(2, 3)
-
+        ws, heads = self.window_size, self.num_heads
+        q, k, v = self._windows(x)  # (B*windows, heads, w², d) each, windows folded into the batch
+        if frozen is not None:
+            q, k, _ = self._windows(frozen.detach())
+        windows = q.shape[0] // b
         bias = self.relative_position_bias[self.relative_index].permute(2, 0, 1)  # (heads, w², w²)
+        valid = valid_positions(h, w, ws, x.device)  # (Hp, Wp)
+        key_valid = to_cells(valid[..., None], ws, ws)[..., 0]  # (windows, w²)
         bias = bias.masked_fill(~key_valid[:, None, None, :], float("-inf"))  # (windows, heads, w², w²)
-        attended = F.scaled_dot_product_attention(
-            split_heads(q), split_heads(k), split_heads(v), attn_mask=bias.to(q.dtype)
-        )  # (B, windows, heads, w², d)
-        attended = attended.transpose(2, 3).reshape(b, windows, ws * ws, c)
+        bias = bias.to(q.dtype).repeat(b, 1, 1, 1)  # (B*windows, heads, w², w²)
+        if frozen is None:
+            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B*windows, heads, w², d)
+        else:
+            scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5 + bias
+            attended = scores.softmax(dim=-1).detach() @ v
+        attended = attended.transpose(1, 2).reshape(b, windows, ws * ws, c)
+        hp, wp = valid.shape
         attended = from_cells(attended, ws, ws, hp, wp)[:, :h, :w]  # (B, H, W, C)
         return self.proj(attended)
+
+    def _windows(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q, k, v of each window, (B*windows, heads, w², d): 4-D, so SDPA can use a fused kernel."""
+        b, _, _, c = x.shape
+        ws = self.window_size
+        cells = to_cells(pad_to_multiple(x, ws)[0], ws, ws)  # (B, windows, w², C); padding < w
+        q, k, v = self.qkv(cells).chunk(3, dim=-1)  # (B, windows, w², C) each
+        return tuple(t.reshape(-1, ws * ws, self.num_heads, c // self.num_heads).transpose(1, 2) for t in (q, k, v))
 
 
 class WindowAttentionFE(nn.Module):
@@ -71,7 +83,12 @@ class WindowAttentionFE(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.attention = WindowAttention(dim, **attention_kwargs)
 
-    def forward(self, l4: torch.Tensor) -> torch.Tensor:
+    def forward(self, l4: torch.Tensor, frozen: torch.Tensor | None = None) -> torch.Tensor:
+        """R from L4 (B, C, H, W); ``frozen`` gives explain mode, as in :class:`~sfer.models.kroa.KROAFE`."""
         x = l4.permute(0, 2, 3, 1)  # (B, H, W, C)
-        r = x + self.attention(self.norm(x))
+        if frozen is None:
+            r = x + self.attention(self.norm(x))
+        else:
+            ref = frozen.detach().permute(0, 2, 3, 1)
+            r = x + self.attention(fixed_scale_norm(self.norm, x, ref), frozen=self.norm(ref))
         return r.permute(0, 3, 1, 2)  # (B, C, H, W)

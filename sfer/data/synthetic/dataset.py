@@ -9,8 +9,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 from torch.utils.data import Dataset
 
-from .drawing import Op, Pose, _brows, _clutter, _eyes, _head, _mouth, _nose, _occluder, _paint, _wrinkles
-from .expressions import EXPRESSIONS, KEY_PARTS, Expression, resolve_classes
+from .drawing import Op, Pose, _clutter, _paint, face_ops
+from .expressions import EXPRESSIONS, Expression, resolve_classes
 from .identity import Identity, _draw_identity
 from .nuisances import Nuisances, NuisanceStrengths, _draw_nuisances
 from .photometry import _photometry
@@ -125,27 +125,14 @@ class SyntheticClassroomFaces(Dataset):
     def _layers(self, sample: _Sample) -> dict[str, list[Op]]:
         """Pixel drawing operations in painting order: background, face (all but the key
         parts), key parts, occluder."""
-        idn, ex, nz, size = sample.identity, sample.expression, sample.nuisances, self.image_size
-        pose = Pose.of(idn, nz, size)
-        px = size / 112  # stroke widths and the iris are set for 112 pixels
-        iris_ru, iris_rv = 3.2 * px / pose.rx, 3.2 * px / pose.ry
-        parts = {
-            "brows": _brows(idn, ex),
-            "eyes": _eyes(idn, ex, iris_ru, iris_rv, px),
-            "nose": _wrinkles(idn, ex, px),
-            "mouth": _mouth(idn, ex, px),
-        }
-        key = EXPRESSIONS[self.classes[sample.label]].key_parts
-        face = _head(idn) + _nose(idn, px) + [sh for part in KEY_PARTS if part not in key for sh in parts[part]]
-        key_shapes = [sh for part in KEY_PARTS if part in key for sh in parts[part]]
-        occluder = _occluder(nz.occluder, sample.occluder_draws, idn.skin)
-        ops = pose.project(face + key_shapes + occluder)
-        n_face, n_key = len(face), len(key_shapes)
+        idn, nz, size = sample.identity, sample.nuisances, self.image_size
+        face, key, occluder = face_ops(idn, sample.expression, EXPRESSIONS[self.classes[sample.label]].key_parts,
+                                       Pose.of(idn, nz, size), size / 112, nz.occluder, sample.occluder_draws)
         return {
             "background": _clutter(sample.clutter_draws, nz.clutter_items, self.strengths.clutter, idn.wall, size),
-            "face": ops[:n_face],
-            "key": ops[n_face:n_face + n_key],
-            "occluder": ops[n_face + n_key:],
+            "face": face,
+            "key": key,
+            "occluder": occluder,
         }
 
     def _rasterise(self, ops: list[Op]) -> np.ndarray:

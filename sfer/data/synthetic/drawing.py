@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import ImageDraw
 
-from .expressions import Expression
+from .expressions import KEY_PARTS, Expression
 from .identity import Color, Identity, _rgb, _shade
 from .nuisances import Nuisances
 
@@ -235,6 +235,27 @@ def _clutter(draws: np.ndarray, count: int, strength: float, wall: Color, size: 
                      axis=2).reshape(count, 24).tolist()
     return [("polygon", box if kind < 0.6 else head, tuple(color), 0)
             for kind, box, head, color in zip(d[:, 0].tolist(), boxes, heads, colors)]
+
+
+def face_ops(idn: Identity, ex: Expression, key_parts: tuple[str, ...], pose: Pose, px: float,
+             occluder: str, occluder_draws: np.ndarray) -> tuple[list[Op], list[Op], list[Op]]:
+    """One student's drawing operations in pixels, in painting order: the face (head, nose and
+    the parts at rest), the key parts (those in ``key_parts``) and the occluder.
+
+    ``px`` scales stroke widths and the iris, which are set for a 112-pixel image.
+    """
+    iris_ru, iris_rv = 3.2 * px / pose.rx, 3.2 * px / pose.ry
+    parts = {
+        "brows": _brows(idn, ex),
+        "eyes": _eyes(idn, ex, iris_ru, iris_rv, px),
+        "nose": _wrinkles(idn, ex, px),
+        "mouth": _mouth(idn, ex, px),
+    }
+    face = _head(idn) + _nose(idn, px) + [sh for part in KEY_PARTS if part not in key_parts for sh in parts[part]]
+    key_shapes = [sh for part in KEY_PARTS if part in key_parts for sh in parts[part]]
+    ops = pose.project(face + key_shapes + _occluder(occluder, occluder_draws, idn.skin))
+    n_face, n_key = len(face), len(key_shapes)
+    return ops[:n_face], ops[n_face:n_face + n_key], ops[n_face + n_key:]
 
 
 def _paint(draw: ImageDraw.ImageDraw, ops: list[Op], fill=None) -> None:

@@ -1,0 +1,518 @@
+"""The notebooks' figures and their two small interactive views.
+
+Every function returns a ``matplotlib.figure.Figure`` built without pyplot, so a
+notebook shows it once (as the cell's value) and a script can ``savefig`` it:
+
+```python
+from sfer.plots import channel_weights, ChannelWeightsWidget, RoutingWidget
+channel_weights([w1, w2, w3, w4])                      # notebook 03: W_i of every scale
+ChannelWeightsWidget(model, faces)                     # pick a face, watch W_i change
+RoutingWidget(model, faces)                            # notebook 04: m, topn, query -> routing and attention
+```
+
+The views redraw one PNG in place (an ``ipywidgets.Image``) and put the same PNG in
+their output next to the widget, so a notebook read without a kernel (GitHub,
+nbviewer) still shows the picture of the saved state; ``update(...)`` sets the
+controls without a browser and returns what was drawn.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from sfer.explain.routing import draw_routing, region_boxes
+from sfer.models.kroa import check_routing
+
+SCALE_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red")
+
+
+def _np(t) -> np.ndarray:
+    """A tensor (or array) as a float numpy array, which matplotlib takes without conversion warnings."""
+    return t.detach().float().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t, dtype=np.float32)
+
+
+def _bare(ax):
+    ax.set_xticks([]), ax.set_yticks([])
+
+
+def to_png(figure: Figure) -> bytes:
+    """The figure rendered by Agg, as PNG bytes."""
+    FigureCanvasAgg(figure)
+    buf = io.BytesIO()
+    figure.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------- 02: the backbone
+
+def feature_scales(maps: Sequence[torch.Tensor], picture, channels: int = 4, title: str = "") -> Figure:
+    """One row per scale L_i: the picture with L_i's position grid, the mean |activation| over the
+    channels and the ``channels`` channels that vary most over the face. ``maps``: (1, C, H, W) each."""
+    rows, cols = len(maps), channels + 2
+    fig = Figure(figsize=(1.9 * cols, 1.9 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    side = picture.size[0]
+    for row, l_i in enumerate(maps):
+        fmap = l_i[0].detach().float().cpu()  # (C, H, W)
+        top = fmap.flatten(1).std(dim=1).argsort(descending=True)[:channels]
+        axes[row, 0].imshow(picture)
+        if fmap.shape[1] <= 28:  # the grid of L_i's positions on the face
+            for t in range(1, fmap.shape[1]):
+                axes[row, 0].axhline(t * side / fmap.shape[1] - 0.5, color="white", lw=0.4, alpha=0.6)
+                axes[row, 0].axvline(t * side / fmap.shape[2] - 0.5, color="white", lw=0.4, alpha=0.6)
+        axes[row, 0].set_ylabel(f"L{row + 1}\n{fmap.shape[1]}x{fmap.shape[2]}", rotation=0, labelpad=22)
+        axes[row, 1].imshow(_np(fmap.abs().mean(0)), cmap="magma")
+        for col, c in enumerate(top.tolist(), start=2):
+            axes[row, col].imshow(_np(fmap[c]), cmap="viridis")
+            axes[row, col].set_title(f"channel {c}", fontsize=8)
+        for ax in axes[row]:
+            _bare(ax)
+    axes[0, 0].set_title("input (grid: positions of L_i)", fontsize=8)
+    axes[0, 1].set_title("mean |activation|", fontsize=8)
+    fig.suptitle(title)
+    return fig
+
+
+# ----------------------------------------------------------------------------- 03: MDPFA
+
+def poolings_and_weights(avg_pooled: torch.Tensor, max_pooled: torch.Tensor, weights: torch.Tensor,
+                         name: str = "L4") -> Figure:
+    """Left: each channel's AvgPool against its MaxPool; right: the channel weights W, sorted."""
+    fig = Figure(figsize=(10, 3.4), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    left.scatter(_np(avg_pooled), _np(max_pooled), s=10)
+    left.set_xlabel("AvgPool (mean over the face)"), left.set_ylabel("MaxPool (strongest response)")
+    left.set_title(f"{name}: the two poolings of each channel", fontsize=10)
+    ordered = np.sort(_np(weights))[::-1]
+    right.bar(np.arange(len(ordered)), ordered, width=1.0, color="tab:purple")
+    right.set_xlabel("channel (sorted by weight)"), right.set_ylabel("W"), right.set_ylim(0, 1)
+    right.set_title(f"{name}: channel attention weights W", fontsize=10)
+    return fig
+
+
+def weighted_channels(picture, Q: torch.Tensor, weights: torch.Tensor, count: int = 3) -> Figure:
+    """The picture, then the ``count`` channels of Q (C, H, W) with the highest and the lowest weights."""
+    order = weights.detach().cpu().argsort(descending=True).tolist()
+    shown = order[:count] + order[-count:]
+    fig = Figure(figsize=(1.85 * (len(shown) + 1), 2.3), layout="constrained")
+    axes = fig.subplots(1, len(shown) + 1)
+    axes[0].imshow(picture), axes[0].set_title("face", fontsize=9)
+    for ax, c in zip(axes[1:], shown):
+        ax.imshow(_np(Q[c]), cmap="viridis")
+        ax.set_title(f"ch {c}: W = {weights[c].item():.2f}", fontsize=9)
+    for ax in axes:
+        _bare(ax)
+    fig.suptitle("channels of Q with the highest (left) and lowest (right) weights", fontsize=10)
+    return fig
+
+
+def f_m_blocks(F_m: torch.Tensor, widths: Sequence[int]) -> Figure:
+    """F_m (C1 + .. + C4,) drawn as its four blocks G_1..G_4."""
+    fig = Figure(figsize=(11, 2.6), layout="constrained")
+    ax = fig.subplots()
+    values, start = _np(F_m).ravel(), 0
+    for i, c in enumerate(widths):
+        ax.bar(np.arange(start, start + c), values[start:start + c], width=1.0, color=SCALE_COLORS[i],
+               label=f"G{i + 1} ({c})")
+        start += c
+    ax.set_xlim(0, start), ax.set_xlabel("position in F_m"), ax.set_ylabel("value")
+    ax.set_title(f"F_m of one face: {start} values from four scales", fontsize=10)
+    ax.legend(ncol=4, fontsize=8)
+    return fig
+
+
+def channel_weights(weights: Sequence[torch.Tensor], title: str = "", picture=None) -> Figure:
+    """The channel weights W_1..W_4 (one (C_i,) vector per scale), each as bars in channel order;
+    with ``picture``, the face first."""
+    panels = len(weights) + (picture is not None)
+    fig = Figure(figsize=(3.1 * panels, 2.8), layout="constrained")
+    axes = list(fig.subplots(1, panels))
+    if picture is not None:
+        axes.pop(0).imshow(picture)
+        _bare(fig.axes[0])
+    for i, (ax, w_i) in enumerate(zip(axes, weights)):
+        w_i = _np(w_i)
+        ax.bar(np.arange(len(w_i)), w_i, width=1.0, color=SCALE_COLORS[i % 4])
+        ax.axhline(0.5, color="gray", lw=0.6, ls="--")
+        ax.set_title(f"W{i + 1}: {len(w_i)} channels of L{i + 1}", fontsize=10)
+        ax.set_xlabel("channel"), ax.set_ylim(0, 1)
+    axes[0].set_ylabel("channel weight")
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def weights_across_faces(weights: torch.Tensor, labels: Sequence[str], scale: int = 4) -> Figure:
+    """W_i of several faces (N, C), channels sorted by their mean weight, one line per face."""
+    weights = _np(weights)
+    order = np.argsort(-weights.mean(0), kind="stable")
+    fig = Figure(figsize=(10, 2.8), layout="constrained")
+    ax = fig.subplots()
+    for row, label in zip(weights, labels):
+        ax.plot(row[order], lw=0.8, alpha=0.8, label=label)
+    ax.set_xlabel(f"channel of L{scale} (sorted by mean weight)"), ax.set_ylabel(f"W{scale}")
+    ax.set_title(f"W{scale} for {len(weights)} faces", fontsize=10)
+    ax.legend(fontsize=7, ncol=4)
+    return fig
+
+
+# ----------------------------------------------------------------------------- 04: KROA
+
+def region_ids(h: int, w: int, m: int) -> torch.Tensor:
+    """Row-major region index of every patch (H, W) for m x m regions of a map padded to ceil(H/m) m."""
+    cell_h, cell_w = math.ceil(h / m), math.ceil(w / m)
+    return (torch.arange(h)[:, None] // cell_h) * m + torch.arange(w)[None, :] // cell_w
+
+
+def region_grids(m_values: Sequence[int], h: int = 7, w: int = 7) -> Figure:
+    """The H x W map with each patch's region number, for every m in ``m_values``."""
+    fig = Figure(figsize=(3 * len(m_values), 3.2), layout="constrained")
+    for ax, m in zip(fig.subplots(1, len(m_values), squeeze=False)[0], m_values):
+        ids = region_ids(h, w, m)
+        ax.imshow(_np(ids % 2 + (ids // m) % 2), cmap="Pastel1", vmin=0, vmax=8)
+        cell = math.ceil(h / m)
+        for i in range(1, m):
+            if i * cell < h:
+                ax.axhline(i * cell - 0.5, color="red", lw=1.5), ax.axvline(i * cell - 0.5, color="red", lw=1.5)
+        for r in range(h):
+            for c in range(w):
+                ax.text(c, r, int(ids[r, c]), ha="center", va="center", fontsize=7)
+        ax.set_title(f"m = {m}: region of each patch", fontsize=9)
+        _bare(ax)
+    return fig
+
+
+def relation_matrix(M: torch.Tensor, D: torch.Tensor, title: str = "") -> Figure:
+    """The relation matrix M (m², m²) with the routed entries D (m², topn) marked."""
+    shown = _np(M)
+    shown[~np.isfinite(shown)] = np.nan
+    fig = Figure(figsize=(6.2, 5.4), layout="constrained")
+    ax = fig.subplots()
+    im = ax.imshow(shown, cmap="coolwarm")
+    rows = torch.arange(D.shape[0])[:, None].expand_as(D)
+    ax.scatter(_np(D).ravel(), _np(rows).ravel(), s=4, c="black", marker="s", label=f"D: top-{D.shape[1]} of each row")
+    ax.set_xlabel("key region"), ax.set_ylabel("query region")
+    ax.set_title(title or f"relation matrix M and the routing D", fontsize=10)
+    ax.legend(loc="upper right", fontsize=8, framealpha=0.9)
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    return fig
+
+
+def routed_counts(D: torch.Tensor, regions: int) -> torch.Tensor:
+    """How many query regions route to each region: (m²,) from D (m², topn)."""
+    return torch.bincount(D.flatten().cpu(), minlength=regions * regions)
+
+
+def patch_attention(kroa: nn.Module, x: torch.Tensor, patch: int) -> torch.Tensor:
+    """One patch's attention weights over the map, averaged over the heads (eq 11): (H, W).
+
+    ``x``: KROA's channel-last input (H, W, C). Zero outside the patches of the ``topn``
+    regions its region routes to, as in ``KeyRegionAttention.forward``.
+    """
+    h, w, c = x.shape
+    heads = kroa.num_heads
+    with torch.no_grad():
+        q, k, _ = kroa.qkv(x).reshape(h * w, 3, heads, c // heads).unbind(1)  # (HW, heads, d) each
+        ids = region_ids(h, w, kroa.regions).flatten().to(x.device)  # (HW,)
+        routed = kroa.routing(x[None])[0, ids[patch]]  # (topn,)
+        scores = torch.einsum("hd,nhd->hn", q[patch], k) * (c // heads) ** -0.5  # (heads, HW)
+        scores = scores.masked_fill(~torch.isin(ids, routed), float("-inf"))
+        return scores.softmax(dim=-1).mean(0).reshape(h, w)
+
+
+def routing_panels(picture, mask: np.ndarray | None, routing: torch.Tensor, queries: Sequence[int], regions: int,
+                   title: str = "", map_size: int = 7, attention: tuple[torch.Tensor, int] | None = None) -> Figure:
+    """The face (with its key-region mask), then for each query region its routed regions lit
+    (the paper's Figure 3); with ``attention`` = (map (H, W), patch), that patch's attention last."""
+    rgb = np.asarray(picture.convert("RGB"))
+    panels = len(queries) + (mask is not None) + (attention is not None)
+    fig = Figure(figsize=(2.6 * panels, 2.9), layout="constrained")
+    axes = list(fig.subplots(1, panels, squeeze=False)[0])
+    if mask is not None:
+        ax = axes.pop(0)
+        ax.imshow(rgb), ax.imshow(np.ma.masked_where(~mask, mask), cmap="autumn", alpha=0.6)
+        ax.set_title("key-region mask", fontsize=9)
+    for ax, j in zip(axes, queries):
+        ax.imshow(draw_routing(rgb, regions, j, routing[j].tolist(), map_size))
+        ax.set_title(f"query region {j} (yellow): top-{routing.shape[1]}", fontsize=9)
+    if attention is not None:
+        _draw_attention(axes[-1], picture, *attention)
+        axes[-1].set_title(f"patch {attention[1]} (cyan): its attention", fontsize=9)
+    for ax in fig.axes:
+        _bare(ax)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def _draw_attention(ax, picture, seen: torch.Tensor, patch: int) -> None:
+    """A patch's attention map (H, W) over the face, zeros left uncoloured, the patch outlined in cyan."""
+    from matplotlib.patches import Rectangle
+
+    side, seen = picture.size[0], seen.detach().cpu().numpy()
+    h, w = seen.shape
+    ax.imshow(picture)
+    ax.imshow(np.ma.masked_where(seen == 0, seen), cmap="inferno", alpha=0.7, extent=(0, side, side, 0))
+    r, c = divmod(patch, w)
+    ax.add_patch(Rectangle((c * side / w, r * side / h), side / w, side / h, fill=False, color="cyan", lw=2))
+    ax.set_xlim(0, side), ax.set_ylim(side, 0)
+
+
+def patch_attention_panels(picture, maps: dict[str, torch.Tensor], patch: int, title: str = "") -> Figure:
+    """A patch's attention maps (H, W), one panel per label, over the face; the patch outlined in cyan."""
+    fig = Figure(figsize=(3 * len(maps), 3.2), layout="constrained")
+    for ax, (label, seen) in zip(fig.subplots(1, len(maps), squeeze=False)[0], maps.items()):
+        _draw_attention(ax, picture, seen, patch)
+        ax.set_title(f"{label}: {int((seen > 0).sum())} of {seen.numel()} patches seen", fontsize=9)
+        _bare(ax)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def padding_grids(m_values: Sequence[int], h: int = 7, w: int = 7) -> Figure:
+    """Real patches (light) and padding (dark) of the padded map, with the region borders, per m."""
+    fig = Figure(figsize=(3.4 * len(m_values), 3.6), layout="constrained")
+    for ax, m in zip(fig.subplots(1, len(m_values), squeeze=False)[0], m_values):
+        cell = math.ceil(h / m)
+        side = cell * m
+        real = np.zeros((side, side))
+        real[:h, :w] = 1
+        ax.imshow(real, cmap="Greys_r", vmin=-1, vmax=1.3)
+        for i in range(1, m):
+            ax.axhline(i * cell - 0.5, color="red", lw=1.5), ax.axvline(i * cell - 0.5, color="red", lw=1.5)
+        empty = sum(box is None for box in region_boxes(m, h, (side, side)))
+        ax.set_title(f"m = {m}: {h}x{w} padded to {side}x{side}\n{m * m} regions, {empty} only padding", fontsize=9)
+        _bare(ax)
+    fig.suptitle("real patches (light) and padding (dark); red: region borders", fontsize=10)
+    return fig
+
+
+def attention_macs(module: nn.Module, inputs: torch.Tensor) -> int:
+    """Multiply-adds of the batched matrix products (routing and attention), counted by PyTorch."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        module(inputs)
+    return sum(v for op, v in counter.get_flop_counts()["Global"].items() if "bmm" in str(op)) // 2
+
+
+def attention_macs_formula(n_side: int, m: int, topn: int, c: int) -> int:
+    """Routing m²·m²·C plus attention 2·N_p·topn·(N_p/m²)·C for an n_side² map padded to N_p patches."""
+    cell = math.ceil(n_side / m)
+    padded, per_region = (cell * m) ** 2, cell * cell
+    return m ** 4 * c + 2 * padded * topn * per_region * c
+
+
+def attention_cost(n_sides: Sequence[int] = (7, 28), m: int = 7, c: int = 128, num_heads: int = 4,
+                   paper_topn: int = 15) -> Figure:
+    """KROA's counted attention multiply-adds against ``topn`` (checked against the formula) and
+    plain attention's 2 N² C, one panel per map side."""
+    from sfer.models import KeyRegionAttention
+
+    fig = Figure(figsize=(5 * len(n_sides), 3.8), layout="constrained")
+    for ax, n_side in zip(fig.subplots(1, len(n_sides), squeeze=False)[0], n_sides):
+        module = KeyRegionAttention(c, num_heads=num_heads, regions=m, topn=1, max_regions=n_side).eval()
+        inputs = torch.randn(1, n_side, n_side, c, generator=torch.Generator().manual_seed(0))
+        topns = sorted(set(range(1, m * m + 1, 3)) | {m * m})
+        counted = []
+        for topn in topns:
+            module.set_routing(topn=topn)
+            counted.append(attention_macs(module, inputs))
+            if counted[-1] != attention_macs_formula(n_side, m, topn, c):
+                raise AssertionError(f"counted {counted[-1]} multiply-adds, formula gives "
+                                     f"{attention_macs_formula(n_side, m, topn, c)} (n={n_side}, m={m}, topn={topn})")
+        ax.plot(topns, np.array(counted) / 1e6, "o-", ms=3, label="KROA (routing + attention)")
+        ax.axhline(2 * n_side ** 4 * c / 1e6, color="gray", ls="--", label="plain attention")
+        ax.axvline(paper_topn, color="red", lw=0.8, ls=":", label=f"paper: topn = {paper_topn}")
+        ax.set_xlabel("topn"), ax.set_ylabel("multiply-adds (M)")
+        ax.set_title(f"{n_side}x{n_side} map, m = {m}, C = {c}", fontsize=10)
+        ax.legend(fontsize=8)
+    return fig
+
+
+# ----------------------------------------------------------------------------- 05: the model
+
+def class_probabilities(pictures: Sequence, probs: torch.Tensor, classes: Sequence[str], labels: Sequence[int],
+                        title: str = "") -> Figure:
+    """Each face with its true label, and under it the model's class probabilities (B, K)."""
+    n = len(pictures)
+    fig = Figure(figsize=(2.6 * n, 3.6))
+    for i, ax in enumerate(fig.subplots(1, n, squeeze=False)[0]):
+        ax.imshow(pictures[i])
+        guess = int(probs[i].argmax())
+        ax.set_title(f"label: {classes[labels[i]]}", fontsize=9, color="green" if guess == labels[i] else "red")
+        _bare(ax)
+        inset = ax.inset_axes([0, -0.55, 1, 0.45])
+        inset.barh(np.arange(len(classes)), _np(probs[i]), color="tab:blue")
+        inset.set_yticks(range(len(classes)), classes, fontsize=7), inset.invert_yaxis()
+        inset.set_xlim(0, 1), inset.tick_params(axis="x", labelsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.subplots_adjust(bottom=0.35, wspace=0.45)
+    return fig
+
+
+# ----------------------------------------------------------------------------- interactive views
+
+class _PngView:
+    """Controls above one PNG that redraws in place; the output also carries the PNG itself."""
+
+    def _setup(self, controls):
+        import ipywidgets as w
+
+        self.view = w.Image(format="png")
+        self.widget = w.VBox([w.HBox(controls), self.view])
+        self._holding = False
+        for control in controls:
+            control.observe(self._on_change, names="value")
+
+    def _on_change(self, change):
+        if not self._holding:
+            self.drawn = self._draw()
+
+    def _show(self, figure: Figure):
+        self.png = to_png(figure)
+        self.view.value = self.png
+
+    def save(self, path) -> None:
+        """Write the current picture to ``path`` (PNG)."""
+        with open(path, "wb") as f:
+            f.write(self.png)
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        # the widget where a kernel draws it; the PNG where none does (GitHub, nbviewer)
+        data = self.widget._repr_mimebundle_()
+        data["text/plain"] = repr(self)
+        data["image/png"] = base64.b64encode(self.png).decode("ascii")
+        return data
+
+
+class ChannelWeightsWidget(_PngView):
+    """Notebook 03: pick a face and watch MDPFA's channel weights W_1..W_4 (equation 1) change.
+
+    ``faces``: a :class:`sfer.explain.loading.Faces` (images, labels, classes).
+    """
+
+    def __init__(self, model: nn.Module, faces, face: int = 0):
+        import ipywidgets as w
+
+        self.model, self.faces = model, faces
+        options = [(f"{i}: {faces.classes[y]}", i) for i, y in enumerate(faces.labels)]
+        self.picker = w.Dropdown(options=options, value=face, description="face")
+        self._setup([self.picker])
+        self.drawn = self._draw()
+
+    def __repr__(self) -> str:
+        return f"ChannelWeightsWidget(face={self.picker.value}, faces={len(self.faces.images)})"
+
+    def update(self, face: int) -> list[torch.Tensor]:
+        """Show face ``face``; return its weights W_1..W_4."""
+        self.picker.value = face  # redraws through the observer
+        return self.drawn
+
+    def _draw(self) -> list[torch.Tensor]:
+        i = self.picker.value
+        picture = self.faces.images[i]
+        device = next(self.model.parameters()).device
+        with torch.no_grad():
+            feats = self.model.features(self.model.eval_transform(picture)[None].to(device))
+            weights = [att.weights(feats[f"L{s + 1}"])[0].cpu()
+                       for s, att in enumerate(self.model.mdpfa.attentions)]
+        self._show(channel_weights(weights, f"face {i} ({self.faces.classes[self.faces.labels[i]]}): "
+                                            f"channel weights of the trained model", picture=picture))
+        return weights
+
+
+class RoutingWidget(_PngView):
+    """Notebook 04: m, ``topn`` and the query region drive KROA's routing and one patch's attention.
+
+    Draws the face with its key-region mask, the query region's ``topn`` routed regions
+    (Figure 3) and the attention weights of the query region's first patch. It changes the
+    model's routing (``set_routing``): give it its own model.
+    """
+
+    def __init__(self, model: nn.Module, faces, face: int = 0, query: int | None = None):
+        import ipywidgets as w
+
+        self.model, self.faces = model, faces
+        attention = model.kroafe.attention
+        m, size = attention.regions, model.map_size
+        style = {"style": {"description_width": "initial"}}
+        self.picker = w.Dropdown(options=[(f"{i}: {faces.classes[y]}", i) for i, y in enumerate(faces.labels)],
+                                 value=face, description="face")
+        self.regions = w.IntSlider(value=m, min=1, max=size, description="regions (m)", continuous_update=False,
+                                   **style)
+        self.topn = w.IntSlider(value=attention.topn, min=1, max=m * m, description="topn",
+                                continuous_update=False, **style)
+        self.query = w.IntSlider(value=(m * m) // 2 if query is None else query, min=0, max=m * m - 1,
+                                 description="query region", continuous_update=False, **style)
+        self._setup([self.picker, self.regions, self.topn, self.query])
+        self.drawn = self._draw()
+
+    def __repr__(self) -> str:
+        return (f"RoutingWidget(face={self.picker.value}, regions={self.regions.value}, topn={self.topn.value}, "
+                f"query={self.query.value})")
+
+    def update(self, **changes) -> dict:
+        """Set any of ``face``, ``regions``, ``topn``, ``query``; redraw once; return what was drawn:
+        ``routed`` (the query's regions, most related first), ``attention`` (H, W), ``patch``, ``counts``
+        (how many query regions route to each region)."""
+        unknown = set(changes) - {"face", "regions", "topn", "query"}
+        if unknown:
+            raise TypeError(f"unknown RoutingWidget settings: {sorted(unknown)}")
+        if "topn" in changes or "regions" in changes:  # a pair the sliders would clamp silently is an error
+            check_routing(changes.get("topn", self.topn.value), changes.get("regions", self.regions.value),
+                          self.model.map_size)
+        self._holding = True
+        try:
+            if "face" in changes:
+                self.picker.value = changes["face"]
+            if "regions" in changes:
+                m = changes["regions"]
+                self.regions.value = m
+                self.topn.max, self.query.max = m * m, m * m - 1  # clamp topn and query to the new grid
+            if "topn" in changes:
+                self.topn.value = changes["topn"]
+            if "query" in changes:
+                self.query.value = changes["query"]
+        finally:
+            self._holding = False
+        self.drawn = self._draw()
+        return self.drawn
+
+    def _on_change(self, change):
+        if change["owner"] is self.regions and not self._holding:
+            m = change["new"]
+            self._holding = True
+            self.topn.max, self.query.max = m * m, m * m - 1
+            self._holding = False
+        super()._on_change(change)
+
+    def _draw(self) -> dict:
+        i, m, topn = self.picker.value, self.regions.value, self.topn.value
+        size = self.model.map_size
+        boxes = region_boxes(m, size, (size, size))
+        query = self.query.value if boxes[self.query.value] is not None else 0  # padding-only regions: region 0
+        self.model.set_routing(topn=topn, regions=m)
+        picture, mask = self.faces.images[i], self.faces.masks[i]
+        device = next(self.model.parameters()).device
+        with torch.no_grad():
+            l4 = self.model.features(self.model.eval_transform(picture)[None].to(device))["L4"]
+            x = self.model.kroafe.norm(l4.permute(0, 2, 3, 1))[0]  # LN(L4), (H, W, C)
+            routing = self.model.kroafe.attention.routing(x[None])[0].cpu()  # (m², topn)
+        patch = int((region_ids(size, size, m).flatten() == query).nonzero()[0])
+        attention = patch_attention(self.model.kroafe.attention, x, patch).cpu()
+        fig = routing_panels(picture, mask, routing, [query], m, map_size=size, attention=(attention, patch),
+                             title=f"face {i} ({self.faces.classes[self.faces.labels[i]]}), trained model: "
+                                   f"m = {m}, topn = {topn}")
+        self._show(fig)
+        return {"routed": routing[query].tolist(), "attention": attention, "patch": patch, "query": query,
+                "counts": routed_counts(routing, m)}
+

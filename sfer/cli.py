@@ -14,6 +14,7 @@ _COMMAND_MODULES = (
     "sfer.engine.cli",
     "sfer.explain.cli",
     "sfer.demo",
+    "sfer.classroom.cli",
 )
 
 

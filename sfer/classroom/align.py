@@ -1,0 +1,80 @@
+"""Crops that give the model the framing it was trained on.
+
+A training face (``sfer.data.synthetic``) is a 112-pixel square with the head centred:
+half-width ``face_width`` = 0.31..0.35 and half-height ``face_height`` = 0.39..0.43 of
+the side; eye centres at u = +-eye_u (0.36..0.43) and v = eye_v (-0.11..-0.05); the nose
+tip, where MTCNN puts it, at v = 0.22; mouth corners at u = +-mouth_half_width *
+mouth_width (0.28..0.36 times 0.90..1.08 at rest) and v = mouth_v (0.47..0.54), in face
+half-widths and half-heights. ``TEMPLATE`` holds those five points for the mean identity,
+in pixels of the 112-pixel square (``tests/test_classroom.py`` checks it against the
+generator's own faces).
+
+An MTCNN box is not that square: it is tighter, taller than wide and placed by a
+regressor, so a naive crop of it shows the face larger, squashed and shifted. Aligning
+maps the five detected landmarks onto ``TEMPLATE`` with the least-squares similarity
+(rotation, uniform scale, shift; Umeyama 1991): with centred points p_k (detected) and
+q_k (template),
+
+    a = sum(p_k . q_k) / sum|p_k|^2,    b = sum(p_k x q_k) / sum|p_k|^2        (1)
+
+and the map is q = [[a, -b], [b, a]] p + t, t = mean(q) - [[a, -b], [b, a]] mean(p).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PIL import Image
+
+TRAINING_SIDE = 112
+# (5, 2) x, y in the 112-pixel training square, in MTCNN's order (image-left eye first).
+TEMPLATE = np.array([
+    [56 - 0.395 * 0.33 * 112, 56 - 0.08 * 0.41 * 112],  # left eye: eye_u 0.395, eye_v -0.08
+    [56 + 0.395 * 0.33 * 112, 56 - 0.08 * 0.41 * 112],  # right eye
+    [56.0, 56 + 0.22 * 0.41 * 112],  # nose tip
+    [56 - 0.317 * 0.33 * 112, 56 + 0.504 * 0.41 * 112],  # mouth corners: 0.32 * 0.99 across, 0.504 down
+    [56 + 0.317 * 0.33 * 112, 56 + 0.504 * 0.41 * 112],
+])
+
+
+def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The (2, 3) least-squares similarity taking points ``src`` (K, 2) onto ``dst`` (K, 2), eq. (1)."""
+    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    p, q = src - src.mean(0), dst - dst.mean(0)
+    norm = float((p * p).sum())
+    if norm < 1e-12:
+        raise ValueError("landmarks coincide: no similarity maps them")
+    a = float((p * q).sum()) / norm
+    b = float((p[:, 0] * q[:, 1] - p[:, 1] * q[:, 0]).sum()) / norm
+    rot = np.array([[a, -b], [b, a]])
+    return np.concatenate([rot, (dst.mean(0) - rot @ src.mean(0))[:, None]], axis=1)
+
+
+def aligned_crop(frame: Image.Image, landmarks: np.ndarray, size: int = TRAINING_SIDE) -> Image.Image:
+    """The face whose five ``landmarks`` (5, 2) are given, warped into the training framing, (size, size) RGB.
+
+    Small faces are upsampled bilinearly; a large face is warped at up to 4x ``size`` and then
+    reduced with PIL's antialiasing resize, so that no detail aliases.
+    """
+    scale = math.ceil(min(4.0, max(1.0, 1.0 / _zoom(landmarks, size))))
+    forward = similarity(landmarks, TEMPLATE * (size * scale / TRAINING_SIDE))  # frame -> crop pixels
+    inverse = np.linalg.inv(np.vstack([forward, [0.0, 0.0, 1.0]]))[:2]  # crop -> frame, what PIL samples
+    warped = frame.convert("RGB").transform((size * scale,) * 2, Image.AFFINE, inverse.ravel().tolist(),
+                                            resample=Image.BILINEAR)
+    return warped if scale == 1 else warped.resize((size, size), Image.BILINEAR)
+
+
+def _zoom(landmarks: np.ndarray, size: int) -> float:
+    """How much the alignment enlarges the face (< 1: it shrinks it)."""
+    return float(np.linalg.norm(similarity(landmarks, TEMPLATE * (size / TRAINING_SIDE))[:, 0]))
+
+
+def box_crop(frame: Image.Image, box, size: int = TRAINING_SIDE) -> Image.Image:
+    """The naive crop: the box as it is, resized to (size, size) (a non-square box is squashed)."""
+    return frame.convert("RGB").crop(tuple(float(v) for v in box)).resize((size, size), Image.BILINEAR)
+
+
+def square_crop(frame: Image.Image, square, size: int = TRAINING_SIDE) -> Image.Image:
+    """A square region (a scene's ground-truth ``square``) resized to (size, size)."""
+    return box_crop(frame, square, size)

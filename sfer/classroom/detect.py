@@ -1,0 +1,131 @@
+"""MTCNN face detection (facenet-pytorch's P-, R- and O-Nets, loaded without running code).
+
+facenet-pytorch ships the three networks' weights in its wheel, so nothing is downloaded.
+Its package metadata pins an old torch, so it is installed on its own, without
+dependencies (``INSTALL_COMMAND``). Its ``MTCNN`` class reads those weights with a plain
+``torch.load``; here the networks are built empty and their state dicts are read with
+``torch.load(weights_only=True)``, so a tampered file cannot run code.
+
+Large frames are detected on a copy whose longer side is at most ``max_side`` pixels;
+boxes and landmarks are mapped back to the frame's own pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+INSTALL_COMMAND = "pip install --no-deps facenet-pytorch==2.6.0"
+LANDMARKS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")  # left/right in the image
+
+
+class ClassroomError(Exception):
+    """A user-facing problem with the frame, the checkpoint or the installation."""
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Faces found in one frame, in the frame's pixels, top row first and left to right."""
+
+    boxes: np.ndarray  # (N, 4) x0, y0, x1, y1
+    scores: np.ndarray  # (N,) O-Net face probability
+    landmarks: np.ndarray  # (N, 5, 2) x, y in LANDMARKS order
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+
+class FaceDetector:
+    """MTCNN with facenet-pytorch's weights.
+
+    Args:
+        min_face: smallest face side searched for, in pixels of the detection image.
+        thresholds: P-, R- and O-Net score thresholds (MTCNN's defaults); a face is kept when its
+            final O-Net score reaches the third.
+        max_side: frames with a longer side are downscaled to it for detection.
+    """
+
+    def __init__(self, min_face: int = 20, thresholds=(0.6, 0.7, 0.7), factor: float = 0.709,
+                 max_side: int = 1600, device: str | torch.device = "cpu"):
+        try:
+            import facenet_pytorch
+            from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
+            from facenet_pytorch.models.utils.detect_face import detect_face
+        except ImportError as err:
+            raise ClassroomError(f"MTCNN needs facenet-pytorch, which is not installed ({err}). Install it "
+                                 f"without its torch pin: {INSTALL_COMMAND}") from err
+        weights = Path(facenet_pytorch.__file__).parent / "data"
+        self.device = torch.device(device)
+        self.nets = []
+        for net_class, name in ((PNet, "pnet.pt"), (RNet, "rnet.pt"), (ONet, "onet.pt")):
+            net = net_class(pretrained=False)
+            net.load_state_dict(torch.load(weights / name, map_location="cpu", weights_only=True))
+            self.nets.append(net.to(self.device).eval())
+        self._detect_face = detect_face
+        self.min_face, self.thresholds, self.factor = int(min_face), list(thresholds), float(factor)
+        self.max_side = int(max_side)
+
+    def __call__(self, frame: Image.Image) -> Detections:
+        """Faces in ``frame`` (any PIL mode; grayscale is replicated to RGB)."""
+        frame = frame.convert("RGB")
+        scale = min(1.0, self.max_side / max(frame.size))
+        small = frame if scale == 1.0 else frame.resize(
+            (max(1, round(frame.width * scale)), max(1, round(frame.height * scale))), Image.BILINEAR)
+        if min(small.size) < max(12, self.min_face):  # MTCNN's pyramid would be empty
+            return _empty()
+        with torch.no_grad():
+            boxes, points = self._detect_face([small], self.min_face, *self.nets, self.thresholds, self.factor,
+                                              self.device)
+        boxes = np.asarray(boxes[0], dtype=np.float64).reshape(-1, 5)
+        points = np.asarray(points[0], dtype=np.float64).reshape(-1, 5, 2)
+        boxes[:, :4] /= scale
+        points /= scale
+        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, frame.width)
+        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, frame.height)
+        order = _reading_order(boxes[:, :4])
+        return Detections(boxes[order, :4], boxes[order, 4], points[order])
+
+
+def _empty() -> Detections:
+    return Detections(np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2)))
+
+
+def _reading_order(boxes: np.ndarray) -> np.ndarray:
+    """Indices that sort boxes into bands of about one face height, top band first, then by x."""
+    if len(boxes) == 0:
+        return np.zeros(0, dtype=int)
+    heights = boxes[:, 3] - boxes[:, 1]
+    band = np.floor((boxes[:, 1] + boxes[:, 3]) / 2 / max(float(np.median(heights)), 1.0))
+    return np.lexsort((boxes[:, 0], band))
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over union of every box of ``a`` (N, 4) with every box of ``b`` (M, 4): (N, M)."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area = lambda z: (z[:, 2] - z[:, 0]) * (z[:, 3] - z[:, 1])  # noqa: E731
+    union = area(a)[:, None] + area(b)[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def match(detected: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> list[tuple[int, int]]:
+    """Greedy one-to-one matching, highest IoU first: (detection, truth) pairs with IoU >= threshold."""
+    overlaps = iou(detected, truth)
+    pairs, used_d, used_t = [], set(), set()
+    for flat in np.argsort(-overlaps, axis=None):
+        d, t = divmod(int(flat), overlaps.shape[1])
+        if overlaps[d, t] < threshold:
+            break
+        if d not in used_d and t not in used_t:
+            pairs.append((d, t))
+            used_d.add(d)
+            used_t.add(t)
+    return sorted(pairs)

@@ -16,7 +16,13 @@ the library's ``reshape_transform``.
 
 Every CAM comes from pytorch-grad-cam: ReLU of the weighted channel sum, bilinearly
 resized to the input size and min-max scaled to [0, 1] per image (an all-zero map
-stays zero).
+stays zero). ``method="sources"`` is not a CAM: it is the positive part of each L4
+token's exact contribution through the ``kroafe`` or ``window`` attention block
+(:mod:`sfer.explain.sources`), resized and scaled the same way.
+
+``scaled=False`` returns the raw non-negative maps, resized but not min-max scaled:
+min-max scaling subtracts each map's minimum, which moves mass, so shares of mass
+(key-region energy) are measured on the raw maps.
 """
 
 from __future__ import annotations
@@ -28,10 +34,13 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, ScoreCAM, XGradCAM
+from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from .loading import to_batch
+from .loading import class_indices, to_batch
+from .sources import sources_map
 
 METHODS = {
     "gradcam": GradCAM,
@@ -89,11 +98,13 @@ def target_layer(model: nn.Module, target: str) -> tuple[nn.Module, Callable | N
 
 
 def compute_cam(model: nn.Module, images, target: str, method: str = "gradcam",
-                class_idx: int | Sequence[int] | None = None) -> np.ndarray:
+                class_idx: int | Sequence[int] | None = None, scaled: bool = True) -> np.ndarray:
     """CAMs (B, H, W) float32 in [0, 1] at the input's size, for ``target`` of ``model``.
 
     ``images``: a preprocessed (B, 3, H, W) or (3, H, W) tensor, or PIL image(s), which go
-    through the model's ``eval_transform``. ``method``: one of :data:`METHODS`.
+    through the model's ``eval_transform``. ``method``: one of :data:`METHODS`, or
+    ``"sources"`` (targets ``kroafe`` and ``window``). ``scaled=False``: the raw
+    non-negative maps at the input's size, without min-max scaling.
     ``class_idx``: the class to explain, one for all images or one per image; ``None``
     explains each image's predicted class (EigenCAM ignores it).
 
@@ -102,11 +113,15 @@ def compute_cam(model: nn.Module, images, target: str, method: str = "gradcam",
     still give gradients. Its training flag and the parameters' ``.grad`` are restored
     and the hooks removed afterwards: the call leaves no trace on the model.
     """
+    if method == "sources":
+        maps = sources_map(model, images, target, class_idx)
+        return scale_maps(maps) if scaled else maps
     if method not in METHODS:
-        raise ValueError(f"unknown CAM method {method!r}; choose one of {list(METHODS)}")
+        raise ValueError(f"unknown CAM method {method!r}; choose one of {list(METHODS) + ['sources']}")
     layer, reshape = target_layer(model, target)
     batch = to_batch(model, images)
-    targets = _class_targets(model, class_idx, len(batch))
+    indices = class_indices(class_idx, len(batch), model.num_classes)
+    targets = None if indices is None else [ClassifierOutputTarget(i) for i in indices]
 
     was_training = model.training
     grads = [(p, p.grad) for p in model.parameters()]
@@ -114,7 +129,8 @@ def compute_cam(model: nn.Module, images, target: str, method: str = "gradcam",
     try:
         cam.batch_size = 64  # ScoreCAM's masked images per forward pass (its default is 16)
         with torch.enable_grad(), contextlib.redirect_stderr(io.StringIO()):  # ScoreCAM's tqdm bars
-            return cam(input_tensor=batch.detach().clone().requires_grad_(True), targets=targets)
+            inputs = batch.detach().clone().requires_grad_(True)
+            return cam(input_tensor=inputs, targets=targets) if scaled else _raw_cam(cam, inputs, targets)
     finally:
         cam.activations_and_grads.release()
         model.train(was_training)
@@ -122,14 +138,22 @@ def compute_cam(model: nn.Module, images, target: str, method: str = "gradcam",
             p.grad = g
 
 
-def _class_targets(model: nn.Module, class_idx, batch_size: int) -> list[ClassifierOutputTarget] | None:
-    if class_idx is None:
-        return None
-    indices = [int(class_idx)] * batch_size if np.ndim(class_idx) == 0 else [int(i) for i in class_idx]
-    if len(indices) != batch_size:
-        raise ValueError(f"class_idx has {len(indices)} entries for {batch_size} images")
-    classes = model.num_classes
-    bad = [i for i in indices if not 0 <= i < classes]
-    if bad:
-        raise ValueError(f"class index {bad[0]} out of range for a {classes}-class model")
-    return [ClassifierOutputTarget(i) for i in indices]
+def _raw_cam(cam, inputs: torch.Tensor, targets) -> np.ndarray:
+    """The library's CAM without its min-max scaling: ReLU of ``get_cam_image``, bilinearly
+    resized to the input size (BaseCAM.forward does the same steps, then scales)."""
+    outputs = cam.activations_and_grads(inputs)
+    if targets is None:
+        targets = [ClassifierOutputTarget(int(c)) for c in outputs.argmax(dim=1)]
+    cam.model.zero_grad()
+    sum(t(o) for t, o in zip(targets, outputs)).backward(retain_graph=True)
+    activations = cam.activations_and_grads.activations[0].cpu().numpy()
+    grads = cam.activations_and_grads.gradients[0].cpu().numpy()
+    maps = np.maximum(cam.get_cam_image(inputs, cam.target_layers[0], targets, activations, grads), 0)
+    size = tuple(inputs.shape[-2:])
+    return F.interpolate(torch.from_numpy(np.float32(maps))[:, None], size=size, mode="bilinear",
+                         align_corners=False)[:, 0].numpy()
+
+
+def scale_maps(maps: np.ndarray) -> np.ndarray:
+    """Min-max scale each map to [0, 1], as pytorch-grad-cam does (an all-zero map stays zero)."""
+    return scale_cam_image(np.asarray(maps, dtype=np.float32))

@@ -109,6 +109,10 @@ def compare_targets(models: Mapping[str, nn.Module], images, masks, class_idx: S
     CAM explains, e.g. the labels (the mask is where the *label's* cue is drawn, so
     that is the natural question); ``None`` explains each model's prediction.
 
+    ``method``: any :func:`~sfer.explain.cam.compute_cam` method, ``"sources"`` included.
+    Shares are taken of the raw non-negative maps, before min-max scaling (which
+    subtracts each map's minimum and so moves mass).
+
     Intervals are Student-t (:func:`t_interval`); ``lift`` is the paired per-image
     difference share - mask area, so it says whether a target beats looking everywhere.
     """
@@ -121,7 +125,7 @@ def compare_targets(models: Mapping[str, nn.Module], images, masks, class_idx: S
         for start in range(0, len(images), batch_size):
             stop = start + batch_size
             classes = None if class_idx is None else list(class_idx[start:stop])
-            cams = compute_cam(model, images[start:stop], target, method=method, class_idx=classes)
+            cams = compute_cam(model, images[start:stop], target, method=method, class_idx=classes, scaled=False)
             m = masks[start:stop]
             if tuple(m.shape[-2:]) != cams.shape[-2:]:
                 m = F.interpolate(m[:, None].float(), size=cams.shape[-2:], mode="nearest")[:, 0] > 0.5

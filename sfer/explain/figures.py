@@ -146,3 +146,45 @@ def energy_figure(comparison: EnergyComparison, topn_sweep: dict[int, EnergyComp
         ax.set_title("KROAFE vs topn", fontsize=9)
         ax.legend(fontsize=8)
     return fig
+
+
+def measures_figure(measures, sweep: dict[str, dict[int, float | tuple]] | None = None) -> Figure:
+    """One bar panel per measure (mean and interval per map, the uniform map dashed), and
+    optionally KROAFE's key-region energy against ``topn`` for each view.
+
+    ``measures``: a :class:`~sfer.explain.measures.MapMeasures`; ``sweep``: view name ->
+    {topn: (mean, low, high)}.
+    """
+    from .measures import MEASURES, UNIFORM
+
+    shown = [m for m in MEASURES if all(m in s for s in measures.scores.values())]
+    panels = len(shown) + (1 if sweep else 0)
+    fig = Figure(figsize=(3.6 * panels, 3.6), dpi=100, layout="constrained")
+    axes = fig.subplots(1, panels, squeeze=False)[0]
+    names = [n for n in measures.scores if n != UNIFORM]
+    colors = ["tab:orange" if "sources" in n else "tab:blue" for n in names]
+    labels = {"energy": "key-region energy (raw map)", "pointing": "pointing game (1 L4 cell tolerance)",
+              "road": "ROAD (LeRF − MoRF)/2, higher = faithful"}
+    for ax, measure in zip(axes, shown):
+        stats = [measures.summary(n, measure) for n in names]
+        ax.bar(range(len(names)), [s[0] for s in stats], color=colors,
+               yerr=[[s[0] - s[1] for s in stats], [s[2] - s[0] for s in stats]], capsize=3)
+        base = measures.summary(UNIFORM, measure)
+        ax.axhline(base[0], color="grey", ls="--", label="uniform map")
+        ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)
+        ax.set_title(labels[measure], fontsize=9)
+        ax.legend(fontsize=7)
+    if sweep:
+        ax = axes[-1]
+        for view, points in sweep.items():
+            topns = sorted(points)
+            mean, low, high = (np.array([points[t][i] for t in topns]) for i in range(3))
+            ax.errorbar(topns, mean, yerr=[mean - low, high - mean], marker="o", capsize=3, label=f"KROAFE {view}")
+        ax.axhline(measures.summary(UNIFORM, "energy")[0], color="grey", ls="--", label="uniform map")
+        ax.set_xlabel("topn (m = 7, re-routed, not retrained)")
+        ax.set_ylabel("key-region energy")
+        ax.set_title("KROAFE energy against topn", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"mean and {measures.confidence:.0%} interval over faces; blue: Grad-CAM (where evidence sits), "
+                 "orange: sources (where it came from)", fontsize=9)
+    return fig

@@ -49,6 +49,19 @@ def class_names(model: nn.Module) -> list[str]:
     return list(getattr(model, "class_names", None) or map(str, range(model.num_classes)))
 
 
+def class_indices(class_idx, batch_size: int, num_classes: int) -> list[int] | None:
+    """``class_idx`` (one index for all images, one per image, or ``None``) as a validated list."""
+    if class_idx is None:
+        return None
+    indices = [int(class_idx)] * batch_size if np.ndim(class_idx) == 0 else [int(i) for i in class_idx]
+    if len(indices) != batch_size:
+        raise ValueError(f"class_idx has {len(indices)} entries for {batch_size} images")
+    bad = [i for i in indices if not 0 <= i < num_classes]
+    if bad:
+        raise ValueError(f"class index {bad[0]} out of range for a {num_classes}-class model")
+    return indices
+
+
 def to_batch(model: nn.Module, images) -> torch.Tensor:
     """A float (B, 3, H, W) batch on the model's device from a tensor, a PIL image or a list of them.
 

@@ -51,9 +51,9 @@ class IRBackbone(nn.Module):
     the resolution in its first unit, so a 112x112 input gives L1..L4 at 56, 28, 14
     and 7 pixels whatever the widths.
 
-    Inputs of another size are resized to ``input_size`` first (bilinear), as POSTER
-    and POSTER++ do with their 224x224 crops: the public weights were trained on
-    112x112 aligned faces.
+    Inputs of another size are resized to ``input_size`` first with ``F.interpolate``'s
+    default mode, nearest, exactly as POSTER and POSTER++ do with their 224x224 crops:
+    the public weights were trained on 112x112 aligned faces.
     """
 
     def __init__(
@@ -82,9 +82,7 @@ class IRBackbone(nn.Module):
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         if images.shape[-2:] != (self.input_size, self.input_size):
-            images = F.interpolate(
-                images, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False
-            )
+            images = F.interpolate(images, size=(self.input_size, self.input_size))  # nearest, as POSTER
         x = self.input_layer(images)  # (B, stem, 112, 112)
         stages = []
         for i, unit in enumerate(self.body):

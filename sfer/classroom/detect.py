@@ -95,11 +95,19 @@ def _empty() -> Detections:
 
 
 def _reading_order(boxes: np.ndarray) -> np.ndarray:
-    """Indices that sort boxes into bands of about one face height, top band first, then by x."""
+    """Indices that sort boxes into rows (a new row starts half a face height below the last row's
+    first centre), top row first, then by x."""
     if len(boxes) == 0:
         return np.zeros(0, dtype=int)
-    heights = boxes[:, 3] - boxes[:, 1]
-    band = np.floor((boxes[:, 1] + boxes[:, 3]) / 2 / max(float(np.median(heights)), 1.0))
+    centres = (boxes[:, 1] + boxes[:, 3]) / 2
+    half_face = float(np.median(boxes[:, 3] - boxes[:, 1])) / 2
+    band, row, row_top = np.zeros(len(boxes), dtype=int), 0, None
+    for k in np.argsort(centres, kind="stable"):
+        if row_top is not None and centres[k] - row_top > half_face:
+            row += 1
+            row_top = None
+        row_top = centres[k] if row_top is None else row_top
+        band[k] = row
     return np.lexsort((boxes[:, 0], band))
 
 

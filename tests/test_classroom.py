@@ -1,0 +1,212 @@
+"""The classroom path: MTCNN install and safe loading, alignment, detection quality, ``sfer classroom``."""
+
+import csv
+import importlib.metadata
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sfer.classroom import (
+    INSTALL_COMMAND,
+    TEMPLATE,
+    ClassroomError,
+    FaceDetector,
+    aligned_crop,
+    box_crop,
+    columns,
+    iou,
+    match,
+    similarity,
+    square_crop,
+)
+from sfer.classroom.evaluate import SceneScore, score_scene
+from sfer.cli import main
+from sfer.data import SyntheticClassroomFaces
+from sfer.data.scenes import _face_landmarks, classroom_scene
+from sfer.data.synthetic import Pose
+from sfer.explain import load_model
+from sfer.explain.loading import CHECKPOINTS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return FaceDetector()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model(CHECKPOINTS / "tiny_full.pt")
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return classroom_scene(0)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", text)[:2])
+
+
+def test_facenet_installed_without_downgrading_torch():
+    """The README's set-up installs facenet-pytorch with --no-deps: its torch<2.3 pin must not win."""
+    assert importlib.metadata.version("facenet-pytorch") == "2.6.0", f"run: {INSTALL_COMMAND}"
+    floor = re.search(r'"torch>=([\d.]+)"', (ROOT / "pyproject.toml").read_text()).group(1)
+    assert _version(torch.__version__) >= _version(floor), f"torch {torch.__version__} was downgraded"
+    for step in ((ROOT / "README.md").read_text(), (ROOT / ".ci" / "run").read_text()):
+        assert INSTALL_COMMAND in step.replace(" --quiet", "")
+
+
+def test_weights_are_loaded_without_running_code(monkeypatch):
+    calls = []
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("weights_only"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    FaceDetector()
+    assert calls == [True, True, True]
+
+
+def test_missing_facenet_names_the_install_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "facenet_pytorch", None)  # import raises ImportError
+    with pytest.raises(ClassroomError, match=re.escape(INSTALL_COMMAND)):
+        FaceDetector()
+
+
+def test_template_is_the_training_framing():
+    """The mean of the generator's own five points, over faces at rest, is the template (to 1 pixel)."""
+    data = SyntheticClassroomFaces(600, seed=3, nuisance=0.0)
+    points = []
+    for i in range(600):  # every class alike: the expressions move the mouth corners
+        sample = data._sample(i)
+        pose = Pose.of(sample.identity, sample.nuisances, 112)
+        points.append(_face_landmarks(pose, sample.identity, sample.expression))
+    assert np.abs(np.mean(points, axis=0) - TEMPLATE).max() < 1.0
+
+
+def test_similarity_recovers_a_known_map():
+    rng = np.random.default_rng(0)
+    src = rng.random((5, 2)) * 80
+    angle, scale, shift = 0.4, 1.7, np.array([5.0, -3.0])
+    rot = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    m = similarity(src, src @ rot.T + shift)
+    np.testing.assert_allclose(m[:, :2], rot, atol=1e-9)
+    np.testing.assert_allclose(m[:, 2], shift, atol=1e-9)
+    with pytest.raises(ValueError, match="coincide"):
+        similarity(np.ones((5, 2)), src)
+
+
+def test_alignment_by_true_landmarks_gives_the_training_square(scene):
+    """Aligned by its true landmarks, a face matches its ground-truth square far better than its head box does."""
+    aligned, naive = [], []
+    for s in scene.students:
+        truth = np.asarray(square_crop(scene.image, s.square), np.float32)
+        aligned.append(np.abs(np.asarray(aligned_crop(scene.image, s.landmarks), np.float32) - truth).mean())
+        naive.append(np.abs(np.asarray(box_crop(scene.image, s.box), np.float32) - truth).mean())
+    assert np.median(aligned) < 0.5 * np.median(naive)
+
+
+def test_iou_and_matching():
+    a = np.array([[0, 0, 10, 10], [20, 20, 30, 30]])
+    b = np.array([[0, 0, 10, 5], [21, 21, 31, 31], [50, 50, 60, 60]])
+    np.testing.assert_allclose(iou(a, b)[0], [0.5, 0.0, 0.0])
+    assert match(a, b) == [(0, 0), (1, 1)]
+    assert match(a, b, threshold=0.6) == [(1, 1)]
+
+
+def test_detection_and_alignment_on_scenes(detector, model):
+    """Recall and precision at IoU 0.5, and aligned crops read far better than naive box crops."""
+    total = SceneScore()
+    for seed in (0, 1):
+        total = total + score_scene(classroom_scene(seed), model, detector)
+    assert total.recall >= 0.75 and total.precision >= 0.95
+    assert total.accuracy("aligned") >= total.accuracy("box") + 0.3
+
+
+def test_large_frames_are_detected_downscaled_and_mapped_back(scene, detector):
+    big = scene.image.resize((2 * scene.image.width, 2 * scene.image.height), Image.BILINEAR)
+    small_det = detector(scene.image)
+    big_det = FaceDetector(max_side=scene.image.width)(big)  # detected at the original size, mapped to 2x
+    assert len(big_det) == len(small_det)
+    assert len(match(big_det.boxes, 2 * small_det.boxes, threshold=0.8)) == len(small_det)
+    assert big_det.boxes[:, 2].max() > scene.image.width  # boxes are in the big frame's pixels
+
+
+def test_tiny_and_blank_frames_have_no_face(detector):
+    assert len(detector(Image.new("RGB", (8, 8)))) == 0
+    assert len(detector(Image.new("RGB", (640, 480), (200, 200, 190)))) == 0
+
+
+def _read_csv(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_cli_writes_table_annotation_heatmaps_and_counts(tmp_path, scene, capsys):
+    frame = tmp_path / "frame.png"
+    scene.image.save(frame)
+    assert main(["classroom", str(frame), "--out", str(tmp_path / "out")]) == 0
+    out = tmp_path / "out"
+    rows = _read_csv(out / "students.csv")
+    header = next(csv.reader(open(out / "students.csv", encoding="utf-8")))
+    assert header[:6] == ["x0", "y0", "x1", "y1", "expression", "probability"] and header == columns(scene.classes)
+    assert len(rows) >= 11
+    truth = np.array([s.box for s in scene.students])
+    boxes = np.array([[float(r[k]) for k in ("x0", "y0", "x1", "y1")] for r in rows])
+    assert iou(boxes, truth).max(axis=1).min() >= 0.5  # every row is a real student
+    assert all(r["expression"] in scene.classes and 0 < float(r["probability"]) <= 1 for r in rows)
+    for r in rows:
+        strip = Image.open(out / r["heatmap"])
+        assert strip.width == 3 * 224  # the crop, Grad-CAM and sources
+    counts = _read_csv(out / "counts.csv")
+    assert [c["expression"] for c in counts] == scene.classes
+    assert sum(int(c["count"]) for c in counts) == len(rows)
+    assert Image.open(out / "annotated.png").size == scene.image.size
+    assert f"{len(rows)} student(s) found" in capsys.readouterr().out
+
+
+def test_cli_grayscale_frame(tmp_path, scene):
+    frame = tmp_path / "gray.jpg"
+    scene.image.convert("L").save(frame, quality=92)
+    assert main(["classroom", str(frame), "--out", str(tmp_path / "out"), "--views", "none"]) == 0
+    rows = _read_csv(tmp_path / "out" / "students.csv")
+    assert len(rows) >= 6  # MTCNN finds fewer drawn faces without colour (docs/classroom.md)
+    assert all(r["heatmap"] == "" for r in rows)
+
+
+def test_cli_no_face_is_an_empty_table_and_success(tmp_path, capsys):
+    frame = tmp_path / "wall.png"
+    Image.new("RGB", (640, 480), (200, 200, 190)).save(frame)
+    assert main(["classroom", str(frame), "--out", str(tmp_path / "out")]) == 0
+    assert "no face found" in capsys.readouterr().out
+    assert _read_csv(tmp_path / "out" / "students.csv") == []
+    assert not (tmp_path / "out" / "heatmaps").exists()
+
+
+@pytest.mark.parametrize("content", [b"not an image at all", None])
+def test_cli_unreadable_frame_names_the_file(tmp_path, capsys, scene, content):
+    frame = tmp_path / "frame.png"
+    if content is None:  # a PNG cut in half
+        scene.image.save(frame)
+        frame.write_bytes(frame.read_bytes()[: frame.stat().st_size // 2])
+    else:
+        frame.write_bytes(content)
+    assert main(["classroom", str(frame), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert str(frame) in err and "not a readable image" in err
+
+
+def test_cli_missing_file_and_bad_view(tmp_path, capsys):
+    assert main(["classroom", str(tmp_path / "nope.jpg"), "--out", str(tmp_path / "out")]) == 1
+    assert "nope.jpg: no such file" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["classroom", "x.png", "--out", "o", "--views", "gradcam,energy"])

@@ -18,7 +18,7 @@ from sfer.data import (
     eval_transform,
     train_transform,
 )
-from sfer.data.real import ferplus_label
+from sfer.data.real import SkippedItemsWarning, ferplus_exclusion, ferplus_label
 
 # -- writers --------------------------------------------------------------------------
 
@@ -157,11 +157,37 @@ def test_ferplus_reads_labels_and_lists_exclusions(tmp_path):
     assert train.classes == list(FERPLUS_CLASSES)
     assert train.targets == [FERPLUS_CLASSES.index("happiness")]
     assert np.all(np.asarray(train[0][0]) == 10)  # the image of fer2013.csv row 1
-    assert [reason for _, reason in train.excluded] == ["no majority emotion (tie, unknown or not a face)",
+    assert [reason for _, reason in train.excluded] == ["no majority: a tie between sadness and anger",
                                                         "no image name: FERPlus removed this image"]
     val = build_dataset("ferplus", tmp_path, "val")
     assert val.targets == [7] and len(val.excluded) == 1
     assert build_dataset("ferplus", tmp_path, "test").targets == [FERPLUS_CLASSES.index("fear")]
+
+
+def test_ferplus_exclusions_say_tie_unknown_or_not_a_face(tmp_path):
+    assert ferplus_exclusion(votes(happiness=8, neutral=2)) is None  # labelled: nothing to explain
+    assert ferplus_exclusion(votes(sadness=4, anger=4, fear=2)) == "no majority: a tie between sadness and anger"
+    assert ferplus_exclusion(votes(neutral=4, surprise=3, fear=3)) == \
+        "no majority: no column has more than half of the votes"
+    assert ferplus_exclusion(votes(unknown=7, happiness=3)) == \
+        "majority unknown: the annotators could not tell the emotion"
+    assert ferplus_exclusion(votes(NF=10)) == "majority NF: not a face"
+    assert ferplus_exclusion(votes(happiness=1, neutral=1)).startswith("no majority: only single votes")
+
+    write_fer2013(tmp_path, [(0, 10, "Training")] * 4 + [(0, 20, "PublicTest"), (0, 30, "PrivateTest")])
+    path = write_csv(tmp_path / "fer2013new.csv", VOTE_HEADER, [
+        ["Training", "fer0000000.png", *votes(fear=5, surprise=5)],
+        ["Training", "fer0000001.png", *votes(unknown=6, happiness=4)],
+        ["Training", "fer0000002.png", *votes(NF=9, neutral=1)],
+        ["Training", "fer0000003.png", *votes(anger=10)],
+        ["PublicTest", "fer0000004.png", *votes(neutral=10)],
+        ["PrivateTest", "fer0000005.png", *votes(neutral=10)],
+    ])
+    train = build_dataset("ferplus", tmp_path, "train")
+    assert train.targets == [FERPLUS_CLASSES.index("anger")]
+    assert train.excluded == [(f"{path}, line 2", "no majority: a tie between surprise and fear"),
+                              (f"{path}, line 3", "majority unknown: the annotators could not tell the emotion"),
+                              (f"{path}, line 4", "majority NF: not a face")]
 
 
 def test_ferplus_bad_votes_and_misaligned_files(tmp_path):
@@ -284,11 +310,28 @@ def test_affectnet_class_folders_by_index_or_name(tmp_path):
     assert train.classes == list(AFFECTNET_CLASSES[:7]) and sorted(train.targets) == list(range(7))
     test = build_dataset("affectnet", tmp_path, "test")  # no test/ folder: the validation set
     assert len(test) == 8 and test[0][0].mode == "RGB"
-    write_image(tmp_path / "train" / "7" / "c.png")
+    write_image(tmp_path / "train" / "sadness" / "c.png")
     with pytest.raises(DataError, match="unknown class folder") as err:
         build_dataset("affectnet", tmp_path, "train")
-    assert_names(err, tmp_path / "train" / "7")
-    assert len(build_dataset("affectnet", tmp_path, "train", num_classes=8).classes) == 8
+    assert_names(err, tmp_path / "train" / "sadness")
+
+
+def test_affectnet_contempt_folder_left_out_and_listed_in_the_7_class_setting(tmp_path):
+    """AffectNet's usual train/0..7 folders: 7 (contempt) is excluded with 7 classes, a class with 8."""
+    for k in range(8):
+        for j in range(2):
+            write_image(tmp_path / "train" / str(k) / f"{j}.png", value=10 * k)
+    write_image(tmp_path / "train" / "10" / "noface.png")  # AffectNet's own code for no-face
+    seven = build_dataset("affectnet", tmp_path, "train")
+    assert seven.classes == list(AFFECTNET_CLASSES[:7]) and sorted(set(seven.targets)) == list(range(7))
+    assert seven.excluded == [(str(tmp_path / "train" / "10" / "noface.png"), "no-face"),
+                              (str(tmp_path / "train" / "7" / "0.png"), "contempt (7-class setting)"),
+                              (str(tmp_path / "train" / "7" / "1.png"), "contempt (7-class setting)")]
+    eight = build_dataset("affectnet", tmp_path, "train", num_classes=8)
+    assert eight.classes == list(AFFECTNET_CLASSES) and eight.targets.count(7) == 2
+    assert [reason for _, reason in eight.excluded] == ["no-face"]
+    (tmp_path / "train" / "7").rename(tmp_path / "train" / "contempt")  # a folder named by its class
+    assert len(build_dataset("affectnet", tmp_path, "train").excluded) == 3
 
 
 AFFECTNET_HEADER = ["subDirectory_filePath", "face_x", "face_y", "face_width", "face_height",
@@ -424,3 +467,80 @@ def test_train_transform_flips_and_erases():
     assert any(torch.allclose(o, reference.flip(-1)) or torch.allclose(o, reference) for o in outs)
     assert any(not (torch.allclose(o, reference) or torch.allclose(o, reference.flip(-1))) for o in outs)
 
+
+
+# -- what a new user runs into ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, given, folder", [
+    ("fer2013", "fer/fer2013.csv", "fer"),
+    ("ferplus", "fer/fer2013new.csv", "fer"),
+    ("ferplus", "fer/fer2013.csv", "fer"),
+    ("rafdb", "raf/EmoLabel/list_patition_label.txt", "raf"),
+    ("affectnet", "aff/training.csv", "aff"),
+    ("affectnet", "aff/Manually_Annotated_file_lists/validation.csv", "aff"),
+    ("imagefolder", "tree/train/a/0.png", "tree/train/a"),
+])
+def test_a_file_given_for_the_folder_says_so_and_names_the_folder(tmp_path, name, given, folder):
+    path = tmp_path / given
+    path.parent.mkdir(parents=True)
+    path.write_text("x")
+    with pytest.raises(DataError) as err:
+        build_dataset(name, path, "test")
+    message = str(err.value)
+    assert message.startswith(f"{path}: this is a file, but {name} reads ")
+    assert message.endswith(str(tmp_path / folder))
+    assert str(path / path.name) not in message  # not ".../fer2013.csv/fer2013.csv: file not found"
+
+
+def test_bad_image_messages_name_the_file_once(tmp_path):
+    write_tree(tmp_path)
+    empty, missing_later = tmp_path / "train" / "a_happy" / "0.png", tmp_path / "train" / "b_sad" / "0.png"
+    empty.write_bytes(b"")
+    with pytest.raises(DataError) as err:
+        build_dataset("imagefolder", tmp_path, "train")
+    assert str(err.value) == f"{empty}: empty file"
+    (tmp_path / "train" / "a_happy" / "1.png").write_bytes(b"GIF89a but no image")
+    with pytest.warns(SkippedItemsWarning):
+        ds = build_dataset("imagefolder", tmp_path, "train", skip_bad=True)
+    assert ds.skipped == [(str(empty), "empty file"),
+                          (str(tmp_path / "train" / "a_happy" / "1.png"), "not an image (no image format recognised)")]
+    missing_later.unlink()
+    with pytest.raises(DataError) as err:  # a file removed after the data set was built
+        ds.load_image(0)
+    assert str(err.value) == f"{missing_later}: image file not found"
+
+    rafdb_root = tmp_path / "raf"
+    write_rafdb(rafdb_root, RAF_LINES)
+    gone = rafdb_root / "Image" / "aligned" / "train_00001_aligned.jpg"
+    gone.unlink()
+    with pytest.raises(DataError) as err:
+        build_dataset("rafdb", rafdb_root, "train")
+    assert str(err.value) == f"{gone}: image file not found"
+
+    # A CSV row names its line, and then the image file once
+    images = tmp_path / "aff" / "Manually_Annotated_Images"
+    write_image(images / "1" / "a.jpg")
+    (images / "1" / "b.jpg").write_bytes(b"")
+    rows = [[f"1/{n}.jpg", 0, 0, 10, 10, "", 0, 0, 0] for n in "ab"]
+    csv_path = write_csv(tmp_path / "aff" / "training.csv", AFFECTNET_HEADER, rows)
+    with pytest.raises(DataError) as err:
+        build_dataset("affectnet", tmp_path / "aff", "train")
+    assert str(err.value) == f"{csv_path}, line 3: empty file: {images / '1' / 'b.jpg'}"
+
+
+def test_skipped_items_warn_once_at_the_caller_with_a_plain_summary(tmp_path):
+    write_tree(tmp_path)
+    for name in ("0.png", "1.png"):
+        (tmp_path / "val" / "b_sad" / name).write_bytes(b"")
+    (tmp_path / "val" / "b_sad" / "2.png").write_bytes(b"")
+    with pytest.warns(SkippedItemsWarning) as caught:
+        ds = build_dataset("imagefolder", tmp_path, "val", skip_bad=True)
+    assert len(caught) == 1 and issubclass(caught[0].category, UserWarning)  # Python users keep a UserWarning
+    assert caught[0].filename == __file__  # it points at the line that built the data set, not at real.py
+    warning = caught[0].message
+    assert (warning.count, warning.name, warning.split) == (3, "imagefolder", "val") == (len(ds.skipped), ds.name,
+                                                                                           ds.split)
+    assert "(listed in .skipped)" in str(warning) and str(tmp_path / "val" / "b_sad" / "0.png") in str(warning)
+    assert warning.summary() == (f"imagefolder val: skipped 3 bad item(s); "
+                                 f"`sfer data check imagefolder {tmp_path} --splits val` lists them")

@@ -1,14 +1,42 @@
-"""``sfer data``: ``synth`` writes synthetic faces to disk; ``check`` reads a real data set through."""
+"""``sfer data``: ``synth`` writes synthetic faces to disk; ``check`` reads a real data set through.
+
+``plain_data_warnings`` is how every command that reads a real data set (``sfer
+train``, ``sfer evaluate``) shows the warning about skipped bad items: one plain line.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import sys
 import warnings
 from collections import Counter
 from pathlib import Path
 
 from .export import export_synthetic
-from .real import DATASET_SPLITS, LOADERS, DataError, build_dataset
+from .real import DATASET_SPLITS, LOADERS, DataError, SkippedItemsWarning, build_dataset
+
+
+@contextlib.contextmanager
+def plain_data_warnings(command: str):
+    """Within, a :class:`SkippedItemsWarning` prints as one line on stderr, e.g.
+    ``sfer train: rafdb train: skipped 2 bad item(s); `sfer data check rafdb ROOT --splits train` lists them``,
+    rather than as a ``UserWarning`` with a file, a line number and a source line.
+    Other warnings show as before. Under torchrun only the first process prints it."""
+    show_other = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not issubclass(category, SkippedItemsWarning):
+            show_other(message, category, filename, lineno, file, line)
+        elif os.environ.get("RANK", "0") == "0":
+            print(f"{command}: {message.summary()}", file=sys.stderr)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = show_other
 
 
 def register(subparsers) -> None:
@@ -29,10 +57,14 @@ def register(subparsers) -> None:
     synth.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
     synth.set_defaults(func=_synth)
 
-    check = commands.add_parser("check", help="decode every image of a real data set; report bad and excluded items")
+    check = commands.add_parser("check", help="decode every image of a real data set; list bad and excluded items")
     check.add_argument("name", choices=sorted(LOADERS))
     check.add_argument("root", type=Path)
     check.add_argument("--splits", nargs="+", help="default: all of the data set's splits")
+    check.add_argument("--affectnet-classes", type=int, choices=(7, 8), default=None,
+                       help="affectnet: 7 classes (default; contempt excluded) or 8")
+    check.add_argument("--crop-faces", action=argparse.BooleanOptionalAction, default=None,
+                       help="affectnet, official CSV: crop to the face box (default on)")
     check.set_defaults(func=_check)
 
 
@@ -49,22 +81,40 @@ def _synth(args) -> int:
 
 
 def _check(args) -> int:
-    """Exit 0 when every split reads cleanly, 1 when an item is bad or a split unusable."""
+    """Exit 0 when every split reads cleanly, 1 when an item is bad or a split unusable.
+
+    Every bad item is listed, one per line (this is the list the one-line warning of
+    ``sfer train`` and ``sfer evaluate`` points to); excluded items, which can be
+    thousands, are counted by reason, with the first one of each.
+    """
+    options = {k: v for k, v in (("num_classes", args.affectnet_classes), ("crop_faces", args.crop_faces))
+               if v is not None}
+    if options and args.name != "affectnet":
+        print(f"sfer data check: --affectnet-classes and --crop-faces apply to affectnet, not {args.name}")
+        return 2
     status = 0
     for split in args.splits or DATASET_SPLITS[args.name]:
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # the skipped items are printed below
-                ds = build_dataset(args.name, args.root, split, skip_bad=True)
+                warnings.simplefilter("ignore", SkippedItemsWarning)  # the skipped items are listed below
+                ds = build_dataset(args.name, args.root, split, skip_bad=True, **options)
         except (DataError, ValueError) as err:
             print(f"{split}: {err}")
             status = 1
             continue
         counts = Counter(ds.targets)
         print(f"{split}: {len(ds)} images; " + ", ".join(f"{c} {counts[k]}" for k, c in enumerate(ds.classes)))
-        for kind, items in (("bad, skipped", ds.skipped), ("excluded", ds.excluded)):
-            if items:
-                print(f"  {len(items)} {kind}: " + "; ".join(f"{w}: {r}" for w, r in items[:5])
-                      + (" ..." if len(items) > 5 else ""))
+        if ds.skipped:
+            print(f"  {len(ds.skipped)} bad, skipped:")
+            for where, reason in ds.skipped:
+                print(f"    {where}: {reason}")
+        if ds.excluded:
+            first: dict[str, str] = {}
+            for where, reason in ds.excluded:
+                first.setdefault(reason, where)
+            by_reason = Counter(reason for _, reason in ds.excluded)
+            print(f"  {len(ds.excluded)} excluded:")
+            for reason, n in by_reason.items():
+                print(f"    {n} {reason} (first: {first[reason]})")
         status |= bool(ds.skipped)
     return status

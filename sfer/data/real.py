@@ -20,17 +20,24 @@ cost little (files exist and are not empty, labels, CSV fields) run when the dat
 set is built; decoding an image runs when it is loaded, and a failure names the
 file. With ``skip_bad=True`` every image is also decoded once when the data set is
 built, and bad items are left out, listed in ``ds.skipped`` as ``(location,
-reason)`` and announced by a warning. An empty split is an error either way.
+reason)`` and announced by a ``SkippedItemsWarning`` (the command line prints it as
+one plain line). An empty split is an error either way. A file given where the data
+set's folder is expected (``root=".../fer2013.csv"``) is an error that names the
+folder to pass instead.
 
 **Left out on purpose.** Some rows are not usable samples by the data set's own
-protocol: FERPlus rows without a majority emotion (see ``ferplus``), AffectNet rows
-labelled contempt (7-class setting), none, uncertain or no-face. They are listed in
+protocol: FERPlus rows without a majority emotion (a tie, a majority for unknown or
+for not-a-face: see ``ferplus_exclusion``), AffectNet rows or class folders of
+contempt (7-class setting), none, uncertain or no-face. They are listed in
 ``ds.excluded`` as ``(location, reason)``, never silently dropped.
 """
 
 from __future__ import annotations
 
 import csv
+import os
+import shlex
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,6 +77,56 @@ def _location(path, line: int | None = None) -> str:
     return f"{path}, line {line}" if line is not None else str(path)
 
 
+def _data_root(root, name: str, holds: str, layout: tuple[str, ...] = ()) -> Path:
+    """``root`` as a Path; a ``DataError`` if it is a file, naming the folder to pass instead.
+
+    ``holds`` says what the folder holds; ``layout`` lists files the loader reads, as
+    paths under the folder. Given one of them (``--data .../fer2013.csv``), the folder
+    to pass is where the layout puts it (the folder above ``EmoLabel/`` for RAF-DB's
+    label file); given any other file, the message names the folder that holds it.
+    """
+    root = Path(root)
+    if not root.is_file():
+        return root
+    for relative in sorted(layout, key=lambda r: -len(Path(r).parts)):  # the longest match first
+        parts = Path(relative).parts
+        if len(root.parts) > len(parts) and root.parts[-len(parts):] == parts:
+            folder = root.parents[len(parts) - 1]
+            raise DataError(root, f"this is a file, but {name} reads the folder that holds {relative}: pass {folder}")
+    raise DataError(root, f"this is a file, but {name} reads a folder that holds {holds}; "
+                          f"the folder that holds this file is {root.parent}")
+
+
+class SkippedItemsWarning(UserWarning):
+    """``skip_bad=True`` left bad items out of a data set; ``dataset.skipped`` lists them.
+
+    ``str()`` is the message for Python users (the first items, and where the full list
+    is); ``summary()`` is the one plain line the command line prints instead.
+    """
+
+    def __init__(self, dataset: FaceDataset):
+        self.name, self.split, self.root = dataset.name, dataset.split, dataset.root
+        self.count = len(dataset.skipped)
+        self.check_options = " --affectnet-classes 8" if dataset.name == "affectnet" and len(dataset.classes) == 8 \
+            else ""
+        first = "; ".join(f"{where}: {reason}" for where, reason in dataset.skipped[:3])
+        super().__init__(f"{self.name} {self.split}: skipped {self.count} bad item(s) (listed in .skipped): "
+                         f"{first}{' ...' if self.count > 3 else ''}")
+
+    def summary(self) -> str:
+        check = f"sfer data check {self.name} {shlex.quote(str(self.root))} --splits {self.split}{self.check_options}"
+        return f"{self.name} {self.split}: skipped {self.count} bad item(s); `{check}` lists them"
+
+
+def _warn_at_caller(warning: Warning) -> None:
+    """Warn at the first frame outside ``sfer.data``, so that the warning points at the
+    line that built the data set rather than at this module."""
+    here, level, frame = os.path.dirname(__file__), 2, sys._getframe(1)
+    while frame is not None and os.path.dirname(frame.f_code.co_filename) == here:
+        frame, level = frame.f_back, level + 1
+    warnings.warn(warning, stacklevel=level)
+
+
 @dataclass(frozen=True)
 class Item:
     """One sample: an image file (with an optional face box) or decoded grayscale pixels."""
@@ -82,10 +139,11 @@ class Item:
 
 class FaceDataset(Dataset):
     """The common shape of every real data set: ``samples`` of ``Item``, ``classes``,
-    ``targets``, ``skipped`` and ``excluded``; ``ds[i]`` is ``(image, label)``."""
+    ``targets``, ``skipped`` and ``excluded``; ``ds[i]`` is ``(image, label)``. ``root``
+    is the folder the loader was given."""
 
-    def __init__(self, name: str, split: str, classes, transform=None, skip_bad: bool = False):
-        self.name, self.split, self.classes = name, split, list(classes)
+    def __init__(self, name: str, split: str, classes, transform=None, skip_bad: bool = False, root=None):
+        self.name, self.split, self.classes, self.root = name, split, list(classes), root
         self.transform, self.skip_bad = transform, skip_bad
         self.samples: list[Item] = []
         self.skipped: list[tuple[str, str]] = []  # bad input left out (skip_bad=True)
@@ -125,17 +183,22 @@ class FaceDataset(Dataset):
         self.skipped.append((_location(path, line), reason))
 
     def add_file(self, path: Path, label: int, where: str | None = None, box=None) -> None:
-        """Add an image file after the cheap checks (and a full decode with ``skip_bad``)."""
+        """Add an image file after the cheap checks (and a full decode with ``skip_bad``).
+
+        ``where`` is what a problem names (default: the file); when it is another
+        location (a CSV line), the reason names the file too.
+        """
         where = where or str(path)
+        of_file = "" if where == str(path) else f": {path}"
         if not path.is_file():
-            return self.bad(where, f"image file not found: {path}")
+            return self.bad(where, f"image file not found{of_file}")
         if path.stat().st_size == 0:
-            return self.bad(where, f"empty file: {path}")
+            return self.bad(where, f"empty file{of_file}")
         if self.skip_bad:
             try:
                 _read_image(path, box)
             except DataError as err:
-                return self.bad(where, err.reason)
+                return self.bad(where, f"{err.reason}{of_file}")
         self.samples.append(Item(path, label, where, box))
 
     def finish(self, source) -> FaceDataset:
@@ -144,9 +207,7 @@ class FaceDataset(Dataset):
             raise DataError(source, f"the {self.split!r} split of {self.name} is empty"
                             + (f" ({len(self.skipped)} bad items skipped)" if self.skipped else ""))
         if self.skipped:
-            first = "; ".join(f"{where}: {reason}" for where, reason in self.skipped[:3])
-            warnings.warn(f"{self.name} {self.split}: skipped {len(self.skipped)} bad item(s) "
-                          f"(listed in .skipped): {first}{' ...' if len(self.skipped) > 3 else ''}", stacklevel=3)
+            _warn_at_caller(SkippedItemsWarning(self))
         return self
 
 
@@ -158,9 +219,12 @@ def _read_image(path: Path, box=None) -> Image.Image:
             if box is not None:
                 image = image.crop(box)
             return image.convert("RGB")
+    except FileNotFoundError:  # removed since the data set was built
+        raise DataError(path, "image file not found") from None
+    except UnidentifiedImageError:  # PIL's message repeats the path: say it once
+        raise DataError(path, "not an image (no image format recognised)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        kind = "not an image" if isinstance(err, UnidentifiedImageError) else "corrupt or truncated image"
-        raise DataError(path, f"{kind} ({err})") from None
+        raise DataError(path, f"corrupt or truncated image ({err})") from None
 
 
 def _csv_rows(path: Path, required: tuple[str, ...]):
@@ -230,8 +294,9 @@ def _add_pixels(ds: FaceDataset, csv_path: Path, line: int, text: str, label: in
 
 def fer2013(root, split: str, transform=None, skip_bad: bool = False) -> FaceDataset:
     """FER2013 from ``root/fer2013.csv``: 48x48 grayscale, labels 0..6 in ``FER2013_CLASSES`` order."""
-    csv_path = Path(root) / "fer2013.csv"
-    ds = FaceDataset("fer2013", split, FER2013_CLASSES, transform, skip_bad)
+    root = _data_root(root, "fer2013", "fer2013.csv", ("fer2013.csv",))
+    csv_path = root / "fer2013.csv"
+    ds = FaceDataset("fer2013", split, FER2013_CLASSES, transform, skip_bad, root)
     for line, emotion, usage, pixels in _fer2013_rows(ds, csv_path):
         if emotion is None or not 0 <= emotion < len(FER2013_CLASSES):
             ds.bad(csv_path, f"emotion label must be an integer in 0..{len(FER2013_CLASSES) - 1}", line)
@@ -240,16 +305,39 @@ def fer2013(root, split: str, transform=None, skip_bad: bool = False) -> FaceDat
     return ds.finish(csv_path)
 
 
+FERPLUS_VOTE_COLUMNS = FERPLUS_CLASSES + ("unknown", "NF")
+
+
+def _ferplus_vote(votes: list[int]) -> tuple[int | None, str | None]:
+    """``(label, None)`` for a FERPlus majority emotion, else ``(None, why there is none)``."""
+    kept = [v if v > 1 else 0 for v in votes]
+    if not sum(kept):
+        return None, "no majority: only single votes, which FERPlus drops as outliers"
+    ranked = sorted(range(len(kept)), key=kept.__getitem__, reverse=True)
+    best, second = ranked[0], ranked[1]
+    if kept[best] * 2 > sum(kept):
+        if best < len(FERPLUS_CLASSES):
+            return best, None
+        return None, ("majority unknown: the annotators could not tell the emotion" if best == len(FERPLUS_CLASSES)
+                      else "majority NF: not a face")
+    if kept[best] == kept[second]:
+        tied = [FERPLUS_VOTE_COLUMNS[k] for k in ranked if kept[k] == kept[best]]
+        return None, f"no majority: a tie between {' and '.join(tied)}"
+    return None, "no majority: no column has more than half of the votes"
+
+
 def ferplus_label(votes: list[int]) -> int | None:
     """FERPlus's own ``majority`` rule (Microsoft/FERPlus, ``ferplus.py``), over the 10 vote
     columns (8 emotions, unknown, NF): single votes are dropped as outliers; the label
     is the column with more than half of the remaining votes, if that column is an
     emotion. Ties, no majority, and majorities for unknown or NF give None."""
-    kept = [v if v > 1 else 0 for v in votes]
-    best = max(range(len(kept)), key=kept.__getitem__)
-    if kept[best] * 2 <= sum(kept) or best >= len(FERPLUS_CLASSES):
-        return None
-    return best
+    return _ferplus_vote(votes)[0]
+
+
+def ferplus_exclusion(votes: list[int]) -> str | None:
+    """Why a FERPlus row has no label (``ferplus_label`` is None), in ``ds.excluded``: a
+    tie, no majority, a majority for unknown, or a majority for NF (not a face)."""
+    return _ferplus_vote(votes)[1]
 
 
 def ferplus(root, split: str, transform=None, skip_bad: bool = False) -> FaceDataset:
@@ -258,13 +346,14 @@ def ferplus(root, split: str, transform=None, skip_bad: bool = False) -> FaceDat
     Each fer2013new.csv row labels the fer2013.csv row of the same position; both files
     must have the same number of rows and the same Usage on each. Left out (in
     ``ds.excluded``): rows with an empty ``Image name`` (images FERPlus removed) and
-    rows without a majority emotion (``ferplus_label``). Labels follow the vote
-    columns: ``FERPLUS_CLASSES``.
+    rows without a majority emotion, each with its reason (``ferplus_exclusion``:
+    a tie, no majority, unknown, not a face). Labels follow the vote columns:
+    ``FERPLUS_CLASSES``.
     """
-    root = Path(root)
+    root = _data_root(root, "ferplus", "fer2013new.csv and fer2013.csv", ("fer2013new.csv", "fer2013.csv"))
     votes_path, images_path = root / "fer2013new.csv", root / "fer2013.csv"
-    ds = FaceDataset("ferplus", split, FERPLUS_CLASSES, transform, skip_bad)
-    columns = FERPLUS_CLASSES + ("unknown", "NF")
+    ds = FaceDataset("ferplus", split, FERPLUS_CLASSES, transform, skip_bad, root)
+    columns = FERPLUS_VOTE_COLUMNS
     votes_rows = list(_csv_rows(votes_path, ("Usage", "Image name") + columns))
     image_rows = list(_csv_rows(images_path, ("emotion", "pixels", "Usage")))
     if len(votes_rows) != len(image_rows):
@@ -288,11 +377,11 @@ def ferplus(root, split: str, transform=None, skip_bad: bool = False) -> FaceDat
         if min(votes) < 0:
             ds.bad(votes_path, "negative vote count", line)
             continue
-        label = ferplus_label(votes)
+        label, why_none = _ferplus_vote(votes)
         if not row["Image name"].strip():
             ds.excluded.append((_location(votes_path, line), "no image name: FERPlus removed this image"))
         elif label is None:
-            ds.excluded.append((_location(votes_path, line), "no majority emotion (tie, unknown or not a face)"))
+            ds.excluded.append((_location(votes_path, line), why_none))
         else:
             _add_pixels(ds, images_path, image_line, image_row["pixels"], label)
     return ds.finish(votes_path)
@@ -307,9 +396,9 @@ def rafdb(root, split: str, transform=None, skip_bad: bool = False) -> FaceDatas
 
     The split is the name's prefix (``train_`` or ``test_``); RAF-DB has no validation split.
     """
-    root = Path(root)
+    root = _data_root(root, "rafdb", "EmoLabel/ and Image/aligned/", ("EmoLabel/list_patition_label.txt",))
     label_path = root / "EmoLabel" / "list_patition_label.txt"
-    ds = FaceDataset("rafdb", split, RAFDB_CLASSES, transform, skip_bad)
+    ds = FaceDataset("rafdb", split, RAFDB_CLASSES, transform, skip_bad, root)
     if not label_path.is_file():
         raise DataError(label_path, "label file not found")
     text = label_path.read_text(encoding="utf-8", errors="replace")
@@ -339,6 +428,7 @@ def rafdb(root, split: str, transform=None, skip_bad: bool = False) -> FaceDatas
 
 AFFECTNET_CSV = {"train": "training.csv", "val": "validation.csv", "test": "validation.csv"}
 _AFFECTNET_NON_EXPRESSIONS = {8: "none", 9: "uncertain", 10: "no-face"}
+_AFFECTNET_CONTEMPT = "contempt (7-class setting)"
 
 
 def affectnet(root, split: str, transform=None, skip_bad: bool = False, num_classes: int = 7,
@@ -348,7 +438,9 @@ def affectnet(root, split: str, transform=None, skip_bad: bool = False, num_clas
     Two layouts, tried in this order:
 
     - folders ``root/<split>/<class>/`` (``train``, ``val``; ``test`` if present, else
-      ``val``), each class folder named by its index (``0``..``7``) or its name;
+      ``val``), each class folder named by its index (``0``..``7``) or its name; the
+      images of a contempt folder (``7``, in the 7-class setting) and of folders
+      ``8``..``10`` (none, uncertain, no-face) are listed in ``ds.excluded``;
     - the official CSV ``training.csv`` (train) / ``validation.csv`` (val and test: the
       official validation set is the test set papers report on), in ``root`` or
       ``root/Manually_Annotated_file_lists``, with image paths
@@ -359,13 +451,18 @@ def affectnet(root, split: str, transform=None, skip_bad: bool = False, num_clas
     """
     if num_classes not in (7, 8):
         raise ValueError(f"AffectNet has 7 or 8 classes, not {num_classes}")
-    root = Path(root)
+    csv_names = ("training.csv", "validation.csv")
+    root = _data_root(root, "affectnet", "train/ and val/ class folders, or training.csv and validation.csv",
+                      csv_names + tuple(f"Manually_Annotated_file_lists/{name}" for name in csv_names))
     classes = AFFECTNET_CLASSES[:num_classes]
     folder = next((f for f in [root / split] + [root / "val"] * (split == "test") if f.is_dir()), None)
     if folder is not None:
-        ds = FaceDataset("affectnet", split, classes, transform, skip_bad)
+        ds = FaceDataset("affectnet", split, classes, transform, skip_bad, root)
         names = {name: k for k, name in enumerate(classes)} | {str(k): k for k in range(num_classes)}
-        return _fill_from_folders(ds, folder, names)
+        left_out = {str(code): reason for code, reason in _AFFECTNET_NON_EXPRESSIONS.items()}
+        if num_classes == 7:
+            left_out |= {"7": _AFFECTNET_CONTEMPT, AFFECTNET_CLASSES[7]: _AFFECTNET_CONTEMPT}
+        return _fill_from_folders(ds, folder, names, left_out)
     lists = next((d for d in (root, root / "Manually_Annotated_file_lists") if (d / AFFECTNET_CSV[split]).is_file()),
                  None)
     if lists is None:
@@ -373,7 +470,7 @@ def affectnet(root, split: str, transform=None, skip_bad: bool = False, num_clas
                               f"{AFFECTNET_CSV[split]} (in root or Manually_Annotated_file_lists/)")
     csv_path = lists / AFFECTNET_CSV[split]
     images = root / "Manually_Annotated_Images" if (root / "Manually_Annotated_Images").is_dir() else root
-    ds = FaceDataset("affectnet", split, classes, transform, skip_bad)
+    ds = FaceDataset("affectnet", split, classes, transform, skip_bad, root)
     for line, row in _csv_rows(csv_path, ("subDirectory_filePath", "expression")):
         if row is None:
             ds.bad(csv_path, "malformed row (wrong number of fields)", line)
@@ -386,7 +483,7 @@ def affectnet(root, split: str, transform=None, skip_bad: bool = False, num_clas
         if not 0 <= code <= 10:
             ds.bad(csv_path, f"expression {code} out of range 0..10", line)
         elif code >= num_classes:
-            reason = _AFFECTNET_NON_EXPRESSIONS.get(code, "contempt (7-class setting)")
+            reason = _AFFECTNET_NON_EXPRESSIONS.get(code, _AFFECTNET_CONTEMPT)
             ds.excluded.append((_location(csv_path, line), reason))
         else:
             box = None
@@ -407,15 +504,20 @@ def affectnet(root, split: str, transform=None, skip_bad: bool = False, num_clas
 # -- Image folders (SCFED-like, and the exported synthetic tree) ------------------------
 
 
-def _fill_from_folders(ds: FaceDataset, folder: Path, folder_labels: dict[str, int]) -> FaceDataset:
+def _fill_from_folders(ds: FaceDataset, folder: Path, folder_labels: dict[str, int],
+                       left_out: dict[str, str] | None = None) -> FaceDataset:
     """Add the images of ``folder/<class>/``; ``folder_labels`` maps a folder name to a label.
 
     Every class needs a non-empty folder; an unknown folder is bad input (its images
-    would have no label); files without an image extension are listed in ``excluded``.
+    would have no label); the files of a folder named in ``left_out`` (folder name ->
+    reason) and files without an image extension are listed in ``excluded``.
     """
+    left_out = left_out or {}
     found: dict[int, list[Path]] = {}
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
-        if sub.name not in folder_labels:
+        if sub.name in left_out:
+            ds.excluded += [(str(f), left_out[sub.name]) for f in sorted(sub.iterdir()) if f.is_file()]
+        elif sub.name not in folder_labels:
             ds.bad(sub, f"unknown class folder (classes: {ds.classes})")
         else:
             found.setdefault(folder_labels[sub.name], []).append(sub)
@@ -449,8 +551,7 @@ class ImageFolderDataset(FaceDataset):
     tree keeps for each image (``mask_path``)."""
 
     def __init__(self, root: Path, split: str, classes, transform=None, skip_bad: bool = False):
-        super().__init__("imagefolder", split, classes, transform, skip_bad)
-        self.root = root
+        super().__init__("imagefolder", split, classes, transform, skip_bad, root)
 
     @property
     def has_masks(self) -> bool:
@@ -469,7 +570,7 @@ def imagefolder(root, split: str, transform=None, skip_bad: bool = False, classe
     ``root/train`` (or of the split when there is no train folder), so that every split
     numbers the classes alike.
     """
-    root = Path(root)
+    root = _data_root(root, "imagefolder", "train/, val/ and test/ class folders")
     folder = root / split
     if not folder.is_dir():
         raise DataError(folder, "split folder not found")

@@ -20,7 +20,6 @@ internet can then carry weights but never run code. Keys:
 from __future__ import annotations
 
 import os
-import pickle
 import random
 import tempfile
 from pathlib import Path
@@ -31,6 +30,7 @@ import torch
 import torch.nn as nn
 
 from sfer.models import CheckpointError, build_model
+from sfer.models.pretrained import load_weights_only
 
 FORMAT, VERSION = "sfer-checkpoint", 1
 TRAINING_KEYS = ("optimizer", "rng", "progress")
@@ -68,16 +68,7 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read an sfer checkpoint with ``torch.load(weights_only=True)`` and check its format."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise CheckpointError(
-            f"{path}: refused to load: it holds objects other than tensors and plain containers, "
-            f"and unpickling them could run code ({err})") from err
-    except (RuntimeError, EOFError) as err:
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({err})") from err
+    ckpt = load_weights_only(path, map_location)  # refuses, in two lines, a file that would run code
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         hint = " It looks like a bare state dict: use sfer.models.load_ir50 for backbone weights." \
             if isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()) else ""

@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from sfer.data.cli import plain_data_warnings
 from sfer.models import PRESETS, VARIANTS
 
 from .config import DATASETS
@@ -21,7 +22,8 @@ _USER_ERRORS = (FileNotFoundError, ValueError, NonFiniteLossError)
 
 # flag -> TrainConfig field, for the flags that map one to one
 _TRAIN_FLAGS = ("preset", "variant", "topn", "regions", "ir50", "data", "dataset", "num_train", "num_val",
-                "num_test", "data_seed", "nuisance", "skip_bad", "flip", "erase_p", "epochs", "batch_size", "lr", "weight_decay", "patience",
+                "num_test", "data_seed", "nuisance", "skip_bad", "affectnet_classes", "crop_faces", "flip", "erase_p",
+                "epochs", "batch_size", "lr", "weight_decay", "patience",
                 "schedule", "seed", "out", "resume", "device", "amp", "compile", "num_workers")
 
 
@@ -33,7 +35,8 @@ def _fail(command: str, err: Exception) -> int:
 def run_train(args: argparse.Namespace) -> int:
     overrides = {name: getattr(args, name) for name in _TRAIN_FLAGS}
     try:
-        fit(args.config, progress=not args.no_progress, **overrides)
+        with plain_data_warnings("sfer train"):
+            fit(args.config, progress=not args.no_progress, **overrides)
     except _USER_ERRORS as err:
         return _fail("train", err)
     return 0
@@ -43,14 +46,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
     stem = Path(args.checkpoint).stem
     out = args.out or Path("runs") / "evaluate" / f"{stem}-{args.dataset or args.data or 'trained'}-{args.split}"
     try:
-        result = evaluate_checkpoint(args.checkpoint, data=args.data, dataset=args.dataset, split=args.split,
-                                     out=out, variant=args.variant, batch_size=args.batch_size, device=args.device,
-                                     num_workers=args.num_workers, num_test=args.num_test,
-                                     progress=not args.no_progress)
+        with plain_data_warnings("sfer evaluate"):
+            result = evaluate_checkpoint(args.checkpoint, data=args.data, dataset=args.dataset, split=args.split,
+                                         out=out, variant=args.variant, batch_size=args.batch_size,
+                                         device=args.device, num_workers=args.num_workers, num_test=args.num_test,
+                                         progress=not args.no_progress, skip_bad=args.skip_bad,
+                                         affectnet_classes=args.affectnet_classes, crop_faces=args.crop_faces)
     except _USER_ERRORS as err:
         return _fail("evaluate", err)
-    print(f"{result['checkpoint']} on {result['dataset']} {result['split']} ({result['num_samples']} images): "
-          f"accuracy {result['accuracy']:.4f}\n")
+    skipped = f", {len(result['skipped'])} bad skipped" if result["skipped"] else ""
+    print(f"{result['checkpoint']} on {result['dataset']} {result['split']} "
+          f"({result['num_samples']} images{skipped}): accuracy {result['accuracy']:.4f}\n")
     print(result["report_text"])
     print(f"wrote {Path(out) / 'evaluation.json'} and {Path(out) / 'confusion_matrix.png'}")
     return 0
@@ -77,6 +83,10 @@ def register(subparsers) -> None:
     arg("--data-seed", type=int, help="seed of the synthetic faces")
     arg("--nuisance", type=float, help="strength of the synthetic faces' classroom nuisances, 0..1 (default 1)")
     arg("--skip-bad", action="store_true", default=None, help="skip unreadable images with a warning")
+    arg("--affectnet-classes", type=int, choices=(7, 8),
+        help="AffectNet: 7 classes (default, the paper's; contempt excluded) or 8 with contempt")
+    arg("--crop-faces", action=argparse.BooleanOptionalAction, default=None,
+        help="AffectNet's official CSV: crop each image to its face box (default on)")
     arg("--flip", action=argparse.BooleanOptionalAction, default=None, help="random horizontal flip (default on)")
     arg("--erase-p", type=float, help="probability of random erasing (default 0.5, the paper's)")
     arg("--epochs", type=int, help="maximum epochs")
@@ -107,6 +117,11 @@ def register(subparsers) -> None:
     arg("--out", help="output folder (default runs/evaluate/<checkpoint>-<data>-<split>)")
     arg("--variant", choices=list(VARIANTS), help="fail unless the checkpoint is this variant")
     arg("--num-test", type=int, help="synthetic test images (default: as trained)")
+    arg("--skip-bad", action="store_true",
+        help="skip unreadable images with a warning (default: stop at the first, whatever training did)")
+    arg("--affectnet-classes", type=int, choices=(7, 8), help="AffectNet: 7 or 8 classes (default: as trained)")
+    arg("--crop-faces", action=argparse.BooleanOptionalAction, default=None,
+        help="AffectNet's official CSV: crop to the face box (default: as trained)")
     arg("--batch-size", type=int)
     arg("--device", default="auto")
     arg("--num-workers", type=int)

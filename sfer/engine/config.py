@@ -51,6 +51,8 @@ class TrainConfig:
     data_seed: int = 0               # seed of the synthetic faces (fixed, so seeds share a test set)
     nuisance: float = 0.5            # strength of every classroom nuisance of the synthetic faces, 0..1
     skip_bad: bool = False           # skip unreadable images with a warning instead of failing
+    affectnet_classes: int = 7       # AffectNet only: 7 (the paper's setting; contempt excluded) or 8
+    crop_faces: bool = True          # AffectNet's official CSV only: crop each image to its face box
     flip: bool = True                # augmentation (paper, section 4.3): random horizontal flip
     erase_p: float = 0.0             # ... and random erasing of one rectangle with this probability (paper: 0.5)
 
@@ -88,6 +90,8 @@ class TrainConfig:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if not 0.0 <= float(self.nuisance) <= 1.0:
             problems.append(f"nuisance must be in [0, 1], got {self.nuisance!r}")
+        if self.affectnet_classes not in (7, 8):
+            problems.append(f"affectnet_classes must be 7 or 8 (with contempt), got {self.affectnet_classes!r}")
         if not 0.0 <= float(self.erase_p) <= 1.0:
             problems.append(f"erase_p must be in [0, 1], got {self.erase_p!r}")
         if not float(self.lr) > 0:

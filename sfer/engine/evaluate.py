@@ -52,12 +52,14 @@ def build_splits(cfg: TrainConfig, preprocessing: dict[str, Any], splits=("train
                                      image_size=size, nuisance=cfg.nuisance)
         return {split: Rendered(generated[split], transforms[split]) for split in splits}
     if cfg.data == "synthetic":
-        raise ValueError(f"--dataset {cfg.dataset} reads files: pass --data PATH (its folder or file)")
+        raise ValueError(f"--dataset {cfg.dataset} reads files: pass --data FOLDER (the data set's folder)")
     if not Path(cfg.data).exists():
         raise FileNotFoundError(f"data path does not exist: {cfg.data} (for --dataset {cfg.dataset})")
     names = split_names(cfg.dataset)
+    options = {"num_classes": cfg.affectnet_classes, "crop_faces": cfg.crop_faces} if cfg.dataset == "affectnet" \
+        else {}
     return {split: build_dataset(cfg.dataset, cfg.data, names[split], transform=transforms[split],
-                                 skip_bad=cfg.skip_bad) for split in splits}
+                                 skip_bad=cfg.skip_bad, **options) for split in splits}
 
 
 class Rendered(Dataset):
@@ -186,19 +188,24 @@ def plot_confusion_matrix(counts: torch.Tensor, classes: list[str], title: str |
 def evaluate_checkpoint(checkpoint: str | Path, data: str | None = None, dataset: str | None = None,
                         split: str = "test", out: str | Path | None = None, variant: str | None = None,
                         batch_size: int | None = None, device: str = "auto", num_workers: int | None = None,
-                        num_test: int | None = None, progress: bool = True) -> dict[str, Any]:
+                        num_test: int | None = None, progress: bool = True, skip_bad: bool = False,
+                        affectnet_classes: int | None = None, crop_faces: bool | None = None) -> dict[str, Any]:
     """Accuracy, classification report and confusion matrix of a checkpoint on one split.
 
     ``data``/``dataset`` default to what the checkpoint was trained on (for the
-    synthetic data: the same generated split, from the stored seed and sizes). With
-    ``out``, writes ``evaluation.json`` and ``confusion_matrix.png`` there.
+    synthetic data: the same generated split, from the stored seed and sizes), and so
+    do ``affectnet_classes`` and ``crop_faces``. ``skip_bad`` does not: whether
+    training skipped bad images says nothing about the data evaluated now, so bad
+    images stop the evaluation unless ``skip_bad=True`` (the result lists those
+    skipped). With ``out``, writes ``evaluation.json`` and ``confusion_matrix.png`` there.
     """
     if split not in ("train", "val", "test"):
         raise ValueError(f"split must be train, val or test, got {split!r}")
     ckpt = load_checkpoint(checkpoint)
     cfg = TrainConfig(**ckpt["config"]).replace(
         data=data, dataset=dataset or ("synthetic" if data == "synthetic" else None), num_test=num_test,
-        batch_size=batch_size, device=device)
+        batch_size=batch_size, device=device, skip_bad=skip_bad, affectnet_classes=affectnet_classes,
+        crop_faces=crop_faces)
     ctx = distributed.Context(distributed.resolve_device(cfg.device))
     model = build_from_checkpoint(ckpt, variant=variant, source=str(checkpoint)).to(ctx.device)
     if ctx.device.type == "cuda":
@@ -212,7 +219,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | None = None, dataset
     result = {"checkpoint": str(checkpoint), "data": cfg.data, "dataset": cfg.dataset, "split": split,
               "num_samples": int(counts.sum()), "loss": loss, **summarize(counts, ds.classes),
               "classes": list(ds.classes), "report": as_dict, "report_text": as_text,
-              "model_config": dict(ckpt["model_config"])}
+              "model_config": dict(ckpt["model_config"]),
+              "skipped": [list(item) for item in getattr(ds, "skipped", [])]}  # (location, reason) of bad images
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)

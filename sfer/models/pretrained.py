@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,24 +49,58 @@ def _canonical_keys(state: dict[str, torch.Tensor], stage_ends: tuple[int, ...])
     return out
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a state dict with ``torch.load(weights_only=True)``; unwrap ``{"state_dict": ...}``.
+def _refused_content(message: str) -> str:
+    """What torch's weights-only reader refused, from its error message, leaving out
+    its advice on how to load the file anyway."""
+    if found := re.search(r"GLOBAL (\S+) was not an allowed global", message):
+        return f"unpickling it would import {found[1]}, which is code, not a tensor or a plain container"
+    if found := re.search(r"whose module (\S+) is blocked", message):
+        return f"unpickling it would import from the module {found[1]}"
+    if found := re.search(r"(\S+) must be (\S+) to load", message):
+        return f"unpickling it needs {found[1]}, which is not a tensor or a plain container"
+    detail = message.rsplit("WeightsUnpickler error:", 1)[1].split("Check the documentation")[0].strip() \
+        if "WeightsUnpickler error:" in message else ""
+    return "it holds pickle instructions that a file of tensors never needs" + (
+        f" ({detail.splitlines()[0]})" if detail else "")
 
-    A file whose unpickling would run code (or that holds anything but tensors and
-    plain containers) is refused, without running it, with a :class:`CheckpointError`.
+
+def load_weights_only(path: str | Path, map_location: str | torch.device = "cpu"):
+    """``torch.load(path, weights_only=True)``: tensors and plain containers, never code.
+
+    A file that holds anything else is refused, without running it, with a two-line
+    :class:`CheckpointError`: what was refused, and why. torch's own message is not
+    passed on, because it advises re-running with ``weights_only=False``, which for a
+    file from an unknown source is the wrong advice.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    with open(path, "rb") as f:
+        magic = f.read(2)
+    if not magic:
+        raise CheckpointError(f"{path}: empty file")
+    if magic != b"PK" and magic[:1] != b"\x80":  # torch.save writes a zip archive, or a pickle (protocol 2+)
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")  # torch's note before refusing
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         raise CheckpointError(
-            f"{path}: refused to load: it is not a plain tensor checkpoint and unpickling it could run code "
-            f"(torch.load weights_only=True said: {str(err).splitlines()[0]})"
-        ) from err
-    except (RuntimeError, EOFError, OSError) as err:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({err})") from err
+            f"{path}: refused to load: {_refused_content(str(err))}.\n"
+            "sfer reads only tensors and plain containers from a checkpoint, so that no file can run code on "
+            "this machine.") from None
+    except (RuntimeError, EOFError, OSError, LookupError, ValueError) as err:  # raised on bytes torch cannot parse
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from None
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a state dict with :func:`load_weights_only`; unwrap ``{"state_dict": ...}``.
+
+    A file whose unpickling would run code (or that holds anything but tensors and
+    plain containers) is refused, without running it, with a :class:`CheckpointError`.
+    """
+    state = load_weights_only(path)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -3,16 +3,17 @@
 Trains the tiny ``full`` SFER-MDFAE and its ``rw`` baseline (window attention
 instead of KROA) on the synthetic classroom faces, or loads the shipped
 checkpoints; evaluates both on the synthetic test split; explains them with
-Grad-CAM of L4, window attention and KROAFE (the paper's Figure 8) and measures
-how much of each map lies on the faces' key regions. Everything lands in one
+Grad-CAM of L4, window attention and KROAFE (the paper's Figure 8), with the
+sources of the two attention blocks beside their Grad-CAM, and measures how much
+of each map lies on the faces' key regions (energy and pointing game). Everything lands in one
 folder::
 
     report/
       index.md          the report (Markdown), linking the figures below
       summary.json      its numbers
       accuracy.png      test accuracy of both models, overall and per class
-      figure8.png       one face per class: the face, L4, window attention, KROAFE
-      energy.png        key-region energy per target, with the uniform baseline
+      figure8.png       one face per class: the face, L4, window attention and KROAFE (Grad-CAM and sources)
+      energy.png        key-region energy and pointing game per map, with the uniform baseline
       evaluation/<variant>/   evaluation.json, confusion_matrix.png (Figure 5)
       runs/<variant>/         training outputs (checkpoints, log, curves), when trained here
 
@@ -22,7 +23,6 @@ The explained faces are drawn from their own seed, so none of them was seen in t
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import sys
@@ -35,7 +35,8 @@ from matplotlib.figure import Figure
 
 from sfer.engine import NonFiniteLossError, evaluate_checkpoint, fit
 from sfer.engine.distributed import resolve_device
-from sfer.explain import METHODS, class_names, compare_targets, energy_figure, explain, figure8, load_model
+from sfer.explain import METHODS, class_names, explain, figure8, load_model, measure_maps
+from sfer.explain.figures import measures_figure
 from sfer.explain.loading import CHECKPOINTS, synthetic_faces
 
 MODELS = {"full": "KROA (SFER-MDFAE)", "rw": "window attention"}
@@ -157,16 +158,17 @@ def run_demo(out: str | Path = "report", checkpoints: str | Path | None = None, 
     if names != faces.classes:
         raise ValueError(f"{shown(paths['full'])} has classes {names}, the synthetic faces have {faces.classes}")
 
-    stage(f"Grad-CAM of L4, window attention and KROAFE on {num_faces} faces (Figure 8)")
+    stage(f"Grad-CAM and sources of L4, window attention and KROAFE on {num_faces} faces (Figure 8)")
     result = explain(full, faces.images[:num_faces], window, method=method)
     figure8(result, names, method=method,
             row_labels=[f"true: {names[y]}" for y in faces.labels[:num_faces]]).savefig(out / "figure8.png")
 
     stage(f"key-region energy of {num_energy_faces} fresh faces (seed {faces_seed})")
-    energy = compare_targets({"l4": full, "window": window, "kroafe": full}, faces.images[:num_energy_faces],
-                             faces.masks[:num_energy_faces], class_idx=faces.labels[:num_energy_faces],
-                             method=method)
-    energy_figure(energy).savefig(out / "energy.png", dpi=120)
+    maps = {"l4": (full, "l4", method), "window": (window, "window", method), "kroafe": (full, "kroafe", method),
+            "window sources": (window, "window", "sources"), "kroafe sources": (full, "kroafe", "sources")}
+    energy = measure_maps(maps, faces.images[:num_energy_faces], faces.masks[:num_energy_faces],
+                          faces.labels[:num_energy_faces], measures=("energy", "pointing"))
+    measures_figure(energy).savefig(out / "energy.png", dpi=120)
 
     summary = {
         "source": "trained" if trained_here else "checkpoints",
@@ -178,9 +180,11 @@ def run_demo(out: str | Path = "report", checkpoints: str | Path | None = None, 
         "classes": names,
         "energy": {"method": method, "confidence": energy.confidence, "num_faces": num_energy_faces,
                    "faces_seed": faces_seed, "explains": "true label",
-                   "targets": {name: {k: _finite(v) if isinstance(v, float) else v
-                                      for k, v in dataclasses.asdict(s).items()}
-                               for name, s in energy.summaries.items()}},
+                   "targets": {name: {measure: dict(zip(("mean", "low", "high"),
+                                                        map(_finite, energy.summary(name, measure)[:3])),
+                                                    n=energy.summary(name, measure)[3])
+                                      for measure in scores}
+                               for name, scores in energy.scores.items()}},
         "figure8": {"num_faces": num_faces, "faces_seed": faces_seed, "method": method},
         "figures": {"accuracy": "accuracy.png", "confusion_matrix": "evaluation/full/confusion_matrix.png",
                     "figure8": "figure8.png", "energy": "energy.png"},
@@ -228,20 +232,25 @@ def report_markdown(summary: dict[str, Any], energy_table: str) -> str:
         "",
         f"{summary['figure8']['num_faces']} faces never seen in training (seed {summary['figure8']['faces_seed']}); "
         f"{summary['figure8']['method']} of L4 and KROAFE (full model) and of window attention (rw model), "
-        "every map explaining the class the full model predicts.",
+        "every map explaining the class the full model predicts. The attention blocks are shown two ways: "
+        f"{summary['figure8']['method']} of their output shows where the evidence *sits* after attention "
+        "moved it; their *sources* show which L4 tokens it was read from (the attention probabilities and "
+        "LayerNorm's scale held fixed, so each token's share of the logit is exact).",
         "",
-        "![Grad-CAM of L4, window attention and KROAFE](figure8.png)",
+        "![Grad-CAM and sources of L4, window attention and KROAFE](figure8.png)",
         "",
-        "## Key-region energy",
+        "## Key-region energy and pointing game",
         "",
-        f"The share of each map's mass inside the face's key-region mask (the pixels where its class cue is "
-        f"drawn), over {energy['num_faces']} fresh faces (seed {energy['faces_seed']}), each map explaining the "
-        f"true label. `uniform` is what a map that looks everywhere alike scores (the mask's area); "
-        f"\"minus uniform\" is the paired difference, above zero when a target looks at the cue more than chance.",
+        f"Energy: the share of each map's raw mass inside the face's key-region mask (the pixels where its class "
+        f"cue is drawn). Pointing game: whether the map's maximum lies on the mask, one L4 cell of tolerance. "
+        f"Over {energy['num_faces']} fresh faces (seed {energy['faces_seed']}), each map explaining the true "
+        f"label, mean and 95% interval; `uniform` is what a map that looks everywhere alike scores. ROAD "
+        f"faithfulness costs minutes more: `python benchmarks/key_region_energy.py`, figures in "
+        f"`docs/explainability.md`.",
         "",
         energy_table,
         "",
-        "![key-region energy per target](energy.png)",
+        "![key-region energy and pointing game per map](energy.png)",
         "",
         "## Next",
         "",

@@ -5,6 +5,8 @@ from sfer.widgets import Explorer
 explorer = Explorer()             # the shipped tiny checkpoints and the embedded sample faces
 explorer                          # in Jupyter: the controls and one image that redraws in place
 arrays = explorer.update(topn=5, regions=4)   # the same without a browser; arrays["kroafe"] is drawn
+explorer.update(view="sources")   # window and KROAFE panels: where the evidence came from
+explorer.save("explorer.png")     # the picture shown now, for readers without a kernel
 ```
 
 Everything is drawn into one matplotlib figure, kept alive between updates: a move
@@ -14,7 +16,11 @@ clears (so it does not flicker) and keeps its place on the page.
 
 What is recomputed on a move: ``topn``/``regions`` change the full model (its L4 and
 KROAFE maps, its probabilities and its routing); the window map comes from the ``rw``
-model, which has no routing, so it is cached per image, method and class.
+model, which has no routing, so it is cached per image, view, method and class.
+
+The view switch shows the attention panels two ways: Grad-CAM of the block's output
+("where the evidence sits") or its sources ("where it came from",
+:mod:`sfer.explain.sources`). L4 has no attention, so its panel is always the CAM.
 """
 
 from __future__ import annotations
@@ -46,11 +52,13 @@ class Explorer:
     and KROAFE maps; ``window_checkpoint``: an ``rw`` checkpoint or model for the window
     map (left blank without one). With neither, the shipped ``tiny_full.pt`` and
     ``tiny_rw.pt``. ``images``: a folder (searched recursively), a list of paths or PIL
-    images, or ``None`` for the embedded sample faces. The explorer changes the full
-    model's routing: give it its own model.
+    images, or ``None`` for the embedded sample faces. ``view``: ``"gradcam"`` or
+    ``"sources"`` for the attention panels. The explorer changes the full model's
+    routing: give it its own model.
     """
 
-    def __init__(self, checkpoint=None, window_checkpoint=None, images=None, method: str = "gradcam"):
+    def __init__(self, checkpoint=None, window_checkpoint=None, images=None, method: str = "gradcam",
+                 view: str = "gradcam"):
         if checkpoint is None:  # the shipped pair
             checkpoint = CHECKPOINTS / "tiny_full.pt"
             window_checkpoint = CHECKPOINTS / "tiny_rw.pt" if window_checkpoint is None else window_checkpoint
@@ -69,6 +77,9 @@ class Explorer:
         self.picker = w.Dropdown(options=[(name, i) for i, (name, _) in enumerate(self.images)], description="image",
                                  **label)
         self.method = w.Dropdown(options=list(METHODS), value=method, description="CAM method", **label)
+        self.heatmaps = w.ToggleButtons(options=[("Grad-CAM: where evidence sits", "gradcam"),
+                                                 ("sources: where it came from", "sources")],
+                                        value=view, description="attention view", **label)
         self.target = w.Dropdown(options=[("predicted", -1)] + [(n, i) for i, n in enumerate(self.names)],
                                  value=-1, description="class", **label)
         # Sliders redraw on release (continuous_update=False): a drag is one redraw, not dozens.
@@ -81,9 +92,9 @@ class Explorer:
         self.view = w.Image(format="png")
         self.view.add_class("sfer-explorer-view")
         self.caption = w.HTML()
-        self.widget = w.VBox([w.HBox([self.picker, self.method, self.target]),
+        self.widget = w.VBox([w.HBox([self.picker, self.method, self.target]), self.heatmaps,
                               w.HBox([self.regions, self.topn, self.query]), self.view, self.caption])
-        for control in (self.picker, self.method, self.target, self.regions, self.topn, self.query):
+        for control in (self.picker, self.method, self.target, self.heatmaps, self.regions, self.topn, self.query):
             control.observe(self._on_change, names="value")
         self._build_figure()
         self.arrays = self._draw()
@@ -91,15 +102,16 @@ class Explorer:
     # ------------------------------------------------------------------ public
 
     def update(self, **changes) -> dict[str, np.ndarray]:
-        """Set any of ``image`` (index or name), ``method``, ``class_idx`` (index, name or ``None``
-        for the prediction), ``regions``, ``topn``, ``query``; redraw once; return the arrays drawn.
+        """Set any of ``image`` (index or name), ``method``, ``view`` (``gradcam`` or ``sources``),
+        ``class_idx`` (index, name or ``None`` for the prediction), ``regions``, ``topn``, ``query``;
+        redraw once; return the arrays drawn.
 
         A ``regions`` change clamps ``topn`` to m² (as the slider does) unless ``topn`` is given
         too, in which case the pair must be valid. The arrays: ``image``, ``l4``, ``window``
         (``None`` without an rw model), ``kroafe``, ``routing``, ``routing_indices``,
-        ``probabilities`` and ``class_idx``.
+        ``probabilities`` and ``class_idx``; ``window`` and ``kroafe`` are sources in the sources view.
         """
-        unknown = set(changes) - {"image", "method", "class_idx", "regions", "topn", "query"}
+        unknown = set(changes) - {"image", "method", "view", "class_idx", "regions", "topn", "query"}
         if unknown:
             raise TypeError(f"unknown Explorer settings: {sorted(unknown)}")
         regions = changes.get("regions", self.regions.value)
@@ -112,6 +124,10 @@ class Explorer:
                 self.picker.value = image if isinstance(image, int) else [n for n, _ in self.images].index(image)
             if "method" in changes:
                 self.method.value = changes["method"]
+            if "view" in changes:
+                if changes["view"] not in ("gradcam", "sources"):
+                    raise ValueError(f"view must be 'gradcam' or 'sources', got {changes['view']!r}")
+                self.heatmaps.value = changes["view"]
             if "class_idx" in changes:
                 c = changes["class_idx"]
                 self.target.value = -1 if c is None else (c if isinstance(c, int) else self.names.index(c))
@@ -125,6 +141,13 @@ class Explorer:
             self._holding = False
         self.arrays = self._draw()
         return self.arrays
+
+    def save(self, path) -> Path:
+        """Write the picture shown now as a PNG (what a reader without a kernel sees)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(self.view.value)
+        return path
 
     def _ipython_display_(self):
         from IPython.display import display
@@ -183,7 +206,6 @@ class Explorer:
     def _draw(self) -> dict[str, np.ndarray]:
         _, image = self.images[self.picker.value]
         method = self.method.value
-        attention = self.model.kroafe.attention
         m, topn, query = self.regions.value, self.topn.value, self.query.value
         self.model.set_routing(topn=topn, regions=m)
         batch = to_batch(self.model, image)
@@ -191,8 +213,11 @@ class Explorer:
         rgb = to_rgb(image, size)
         probs = probabilities(self.model, batch)[0]
         explained = int(probs.argmax()) if self.target.value < 0 else self.target.value
-        cams = {t: compute_cam(self.model, batch, t, method, explained)[0] for t in ("l4", "kroafe")}
-        cams["window"] = self._window_cam(batch, method, explained)
+        view = self.heatmaps.value
+        attention_method = "sources" if view == "sources" else method
+        cams = {"l4": compute_cam(self.model, batch, "l4", method, explained)[0],
+                "kroafe": compute_cam(self.model, batch, "kroafe", attention_method, explained)[0],
+                "window": self._window_cam(batch, attention_method, explained)}
         boxes = region_boxes(m, self.model.map_size, size)
         indices = self.model.routing(batch)[0, query].tolist() if boxes[query] is not None else []
         routing = draw_routing(rgb, m, query, indices, self.model.map_size) if indices else (rgb * 0.3).astype(np.uint8)
@@ -203,7 +228,8 @@ class Explorer:
             shown = rgb if cams[t] is None else overlay(rgb, cams[t])
             self._artists[t].set_data(shown)
             note = "  (no rw model)" if cams[t] is None else ""
-            self._axes[t].set_title(f"{TITLES[t]} → {self.names[explained]}{note}", fontsize=9)
+            name = TITLES[f"{t}_sources"] if view == "sources" and t != "l4" else TITLES[t]
+            self._axes[t].set_title(f"{name} → {self.names[explained]}{note}", fontsize=9)
         self._axes["kroafe"].set_xlabel(f"topn={topn}, m={m}", fontsize=8)
         self._artists["routing"].set_data(routing)
         self._axes["routing"].set_title(
@@ -217,7 +243,9 @@ class Explorer:
         Image.fromarray(np.asarray(self.canvas.buffer_rgba())[..., :3]).save(buf, format="png", compress_level=1)
         self.view.value = buf.getvalue()
         self.caption.value = (f"<b>{self.names[int(probs.argmax())]}</b> predicted; heatmaps explain "
-                              f"<b>{self.names[explained]}</b> ({method}); KROA with m={m}, topn={topn}")
+                              f"<b>{self.names[explained]}</b> ({method} of L4; "
+                              f"{'sources' if view == 'sources' else method} of the attention blocks); "
+                              f"KROA with m={m}, topn={topn}")
         return {"image": rgb, **cams, "routing": routing, "routing_indices": np.asarray(indices, dtype=np.int64),
                 "probabilities": probs, "class_idx": explained}
 

@@ -44,13 +44,14 @@ def test_checkpoints_give_a_report_with_its_numbers(checkpoints, tmp_path, monke
     assert summary["source"] == "checkpoints" and summary["classes"] == list(SCFED_CLASSES)
     assert summary["models"]["full"]["accuracy"] == evaluation["accuracy"]
     assert summary["models"]["rw"]["num_samples"] == 12
-    assert set(summary["energy"]["targets"]) == {"l4", "window", "kroafe", "uniform"}
+    assert set(summary["energy"]["targets"]) == {"l4", "window", "kroafe", "window sources", "kroafe sources",
+                                                 "uniform"}
     assert summary["energy"]["num_faces"] == 4 and summary["figure8"]["num_faces"] == 2
 
     index = (report / "index.md").read_text()
     for variant in ("full", "rw"):
         assert f"{summary['models'][variant]['accuracy']:.2%}" in index
-    uniform = summary["energy"]["targets"]["uniform"]
+    uniform = summary["energy"]["targets"]["uniform"]["energy"]
     assert f"| uniform | {uniform['mean']:.3f} [{uniform['low']:.3f}, {uniform['high']:.3f}]" in index
     for name in FIGURES:
         assert f"({name})" in index

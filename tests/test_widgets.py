@@ -69,3 +69,20 @@ def test_bad_settings_are_refused(explorer):
         explorer.update(topn=5, regions=2)
     with pytest.raises(TypeError, match="unknown Explorer settings"):
         explorer.update(top_n=3)
+
+
+def test_sources_view_switches_the_attention_panels(explorer, tmp_path):
+    gradcam = explorer.update(view="gradcam", topn=15, regions=7, image=0)
+    sources = explorer.update(view="sources")
+    assert np.array_equal(gradcam["l4"], sources["l4"])  # L4 has no attention: always its CAM
+    for t in ("window", "kroafe"):
+        assert not np.allclose(gradcam[t], sources[t], atol=1e-3)
+        assert 0 <= sources[t].min() and sources[t].max() <= 1
+    assert explorer.heatmaps.value == "sources" and "sources" in explorer.caption.value
+    moved = explorer.update(topn=3)  # the sliders drive the sources view too
+    assert not np.allclose(moved["kroafe"], sources["kroafe"], atol=1e-3)
+    png = explorer.save(tmp_path / "explorer.png")
+    assert png.read_bytes() == explorer.view.value
+    with pytest.raises(ValueError, match="view must be"):
+        explorer.update(view="lrp")
+    explorer.update(view="gradcam", topn=15)

@@ -1,4 +1,4 @@
-"""``sfer explain``: a Figure 8-like grid (original, L4, window attention, KROAFE) for some faces."""
+"""``sfer explain``: a Figure 8-like grid (original, L4, window attention, KROAFE; Grad-CAM and sources)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
             images = faces.images
             labels = [f"synthetic #{i} ({faces.classes[y]})" for i, y in enumerate(faces.labels)]
         class_idx = None if args.target_class is None else _class_index(args.target_class, names)
-        result = explain(model, images, window_model, method=args.method, class_idx=class_idx)
+        result = explain(model, images, window_model, method=args.method, class_idx=class_idx,
+                         sources=args.sources)
     except (FileNotFoundError, ValueError, CheckpointError, OSError) as err:
         print(f"sfer explain: error: {err}", file=sys.stderr)
         return 1
@@ -58,10 +59,12 @@ def _class_index(value: str, names: list[str]) -> int:
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "explain", help="Grad-CAM of L4, window attention and KROAFE (the paper's Figure 8)",
+        "explain", help="Grad-CAM and sources of L4, window attention and KROAFE (the paper's Figure 8)",
         description="Rows of faces; columns: the face, Grad-CAM of L4 and KROAFE (from --checkpoint, a full "
-                    "model), of window attention (from --window-checkpoint, an rw model) and the class "
-                    "probabilities. Every map explains the same class: --class, else the full model's prediction.")
+                    "model), of window attention (from --window-checkpoint, an rw model), the sources of both "
+                    "attention blocks next to their Grad-CAM (which L4 tokens the evidence was read from; "
+                    "--no-sources leaves them out) and the class probabilities. Every map explains the same "
+                    "class: --class, else the full model's prediction.")
     parser.add_argument("--checkpoint", required=True, help="full SFER-MDFAE checkpoint (L4 and KROAFE maps)")
     parser.add_argument("--window-checkpoint", help="rw checkpoint (window attention map)")
     source = parser.add_mutually_exclusive_group(required=True)
@@ -73,4 +76,6 @@ def register(subparsers) -> None:
     parser.add_argument("--class", dest="target_class", metavar="NAME", help="class to explain (default: predicted)")
     parser.add_argument("--topn", type=int, help="KROA topn to explain with (default: the checkpoint's)")
     parser.add_argument("--regions", type=int, help="KROA region count m (default: the checkpoint's)")
+    parser.add_argument("--no-sources", dest="sources", action="store_false",
+                        help="Grad-CAM only, without the sources columns")
     parser.set_defaults(func=run)

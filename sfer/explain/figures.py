@@ -1,4 +1,5 @@
-"""Figure 8 of the paper: each face, then the Grad-CAM of L4, window attention and KROAFE.
+"""Figure 8 of the paper, two ways: each face, the Grad-CAM of L4, and for window attention
+and KROAFE both Grad-CAM ("where the evidence sits") and sources ("where it came from").
 
 :func:`explain` computes what the figure shows (shared by the CLI and the widgets);
 :func:`figure8` draws it; :func:`energy_figure` draws the key-region energies.
@@ -21,8 +22,10 @@ from .energy import EnergyComparison
 from .loading import class_names, to_batch, to_rgb
 
 COLUMNS = ("l4", "window", "kroafe")
+SOURCES_COLUMNS = ("window_sources", "kroafe_sources")  # sources of the two attention blocks
 TITLES = {"l4": "L4", "window": "window attention", "kroafe": "KROAFE", "kroa": "KROA branch",
-          "window_attention": "window-attention branch"}
+          "window_attention": "window-attention branch", "window_sources": "window sources",
+          "kroafe_sources": "KROAFE sources"}
 
 
 def cam_sources(model: nn.Module, window_model: nn.Module | None = None) -> dict[str, nn.Module | None]:
@@ -47,11 +50,12 @@ def probabilities(model: nn.Module, images) -> np.ndarray:
 
 
 def explain(model: nn.Module, images, window_model: nn.Module | None = None, method: str = "gradcam",
-            class_idx: int | Sequence[int] | None = None) -> dict[str, np.ndarray | None]:
+            class_idx: int | Sequence[int] | None = None, sources: bool = True) -> dict[str, np.ndarray | None]:
     """Everything Figure 8 shows for a list of PIL images (or a preprocessed batch).
 
     Returns ``image`` (B, H, W, 3) uint8 at the input size, ``l4``/``window``/``kroafe``
-    CAMs (B, H, W) in [0, 1] (``None`` for a column no model has), ``probabilities``
+    CAMs (B, H, W) in [0, 1] (``None`` for a column no model has), with ``sources`` also
+    ``window_sources``/``kroafe_sources`` (the same scale), ``probabilities``
     (B, classes) of ``model``, ``window_probabilities`` (of ``window_model`` or ``None``)
     and ``class_idx`` (B,), the class all three maps explain: ``class_idx`` when given,
     else ``model``'s prediction, so the columns answer the same question.
@@ -70,6 +74,9 @@ def explain(model: nn.Module, images, window_model: nn.Module | None = None, met
     }
     for target, source in cam_sources(model, window_model).items():
         out[target] = None if source is None else compute_cam(source, batch, target, method, [int(c) for c in classes])
+        if sources and target != "l4":
+            out[f"{target}_sources"] = (None if source is None else
+                                        compute_cam(source, batch, target, "sources", [int(c) for c in classes]))
     return out
 
 
@@ -80,30 +87,34 @@ def overlay(rgb: np.ndarray, cam: np.ndarray, image_weight: float = 0.5) -> np.n
 
 def figure8(result: dict, names: Sequence[str], method: str = "gradcam",
             row_labels: Sequence[str] | None = None) -> Figure:
-    """Rows of faces; columns: original, L4, window attention, KROAFE, class probabilities.
+    """Rows of faces; columns: original, L4, window attention, KROAFE (and, when ``result``
+    has them, the sources of window attention and KROAFE next to their Grad-CAM), then the
+    class probabilities.
 
     ``result`` is what :func:`explain` returns; ``row_labels`` (e.g. file names or true
     classes) go to the left of each row.
     """
-    rows = len(result["image"])
-    fig = Figure(figsize=(10.5, 2.2 * rows), dpi=100, layout="constrained")
-    axes = fig.subplots(rows, 5, squeeze=False, width_ratios=[1, 1, 1, 1, 1.3])
+    columns = ["l4", "window", "window_sources", "kroafe", "kroafe_sources"] if "kroafe_sources" in result \
+        else list(COLUMNS)
+    rows, cols = len(result["image"]), len(columns) + 2
+    fig = Figure(figsize=(2.1 * cols + 0.6, 2.2 * rows), dpi=100, layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False, width_ratios=[1] * (cols - 1) + [1.3])
     for i, ax_row in enumerate(axes):
         probs, explained = result["probabilities"][i], int(result["class_idx"][i])
         ax_row[0].imshow(result["image"][i])
         ax_row[0].set_title(f"predicted {names[int(probs.argmax())]} ({probs.max():.2f})", fontsize=9)
         if row_labels is not None:
             ax_row[0].set_ylabel(row_labels[i], fontsize=8)
-        for ax, target in zip(ax_row[1:4], COLUMNS):
+        for ax, target in zip(ax_row[1:-1], columns):
             cam = result[target]
             if cam is None:
                 ax.text(0.5, 0.5, "no model\nwith this block", ha="center", va="center", fontsize=8)
             else:
                 ax.imshow(overlay(result["image"][i], cam[i]))
             ax.set_title(f"{TITLES[target]} → {names[explained]}", fontsize=9)
-        for ax in ax_row[:4]:
+        for ax in ax_row[:-1]:
             ax.set_xticks([]), ax.set_yticks([])
-        bar = ax_row[4]
+        bar = ax_row[-1]
         y = np.arange(len(names))
         bar.barh(y, probs, color="tab:blue", label="SFER-MDFAE")
         if result["window_probabilities"] is not None:
@@ -114,7 +125,11 @@ def figure8(result: dict, names: Sequence[str], method: str = "gradcam",
         bar.tick_params(axis="x", labelsize=7)
         if i == 0:
             bar.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
-    fig.suptitle(f"{method}: each heatmap explains the class after its arrow", fontsize=10)
+    title = f"{method}: each heatmap explains the class after its arrow"
+    if "kroafe_sources" in result:
+        title = (f"{method} shows where the evidence sits; sources show which L4 tokens it was read from; "
+                 "each heatmap explains the class after its arrow")
+    fig.suptitle(title, fontsize=10)
     return fig
 
 

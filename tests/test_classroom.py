@@ -101,6 +101,8 @@ def test_similarity_recovers_a_known_map():
     m = similarity(src, src @ rot.T + shift)
     np.testing.assert_allclose(m[:, :2], rot, atol=1e-9)
     np.testing.assert_allclose(m[:, 2], shift, atol=1e-9)
+    weighted = similarity(src, src @ rot.T + shift, np.array([3.0, 3.0, 1.0, 0.5, 0.5]))  # exact: any weights
+    np.testing.assert_allclose(weighted, m, atol=1e-9)
     with pytest.raises(ValueError, match="coincide"):
         similarity(np.ones((5, 2)), src)
 

@@ -36,6 +36,6 @@ from .transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_trans
 __all__ = [
     "AFFECTNET_CLASSES", "BASIC_CLASSES", "DATASET_SPLITS", "EXPRESSIONS", "FER2013_CLASSES", "FERPLUS_CLASSES",
     "IMAGENET_MEAN", "IMAGENET_STD", "KEY_PARTS", "NUISANCE_KINDS", "RAFDB_CLASSES", "SCFED_CLASSES",
-    "DataError", "FaceDataset", "ImageFolderDataset", "NuisanceStrengths", "SkippedItemsWarning", "SyntheticClassroomFaces",
-    "build_dataset", "eval_transform", "load_masks", "synthetic_splits", "train_transform",
+    "DataError", "FaceDataset", "ImageFolderDataset", "NuisanceStrengths", "SkippedItemsWarning",
+    "SyntheticClassroomFaces", "build_dataset", "eval_transform", "load_masks", "synthetic_splits", "train_transform",
 ]

@@ -212,3 +212,15 @@ def test_cli_missing_file_and_bad_view(tmp_path, capsys):
     assert "nope.jpg: no such file" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["classroom", "x.png", "--out", "o", "--views", "gradcam,energy"])
+
+
+def test_viewer_picks_a_scene_and_a_student(model, detector, scene):
+    from sfer.classroom.figures import StudentViewer
+
+    viewer = StudentViewer(model, [scene, Image.new("RGB", (400, 300), (200, 200, 190))], detector, dpi=40)
+    drawn = viewer.update(student=2)
+    assert drawn["student"] == 2 and drawn["truth"] in scene.classes
+    assert set(drawn["heatmaps"]) == {"gradcam", "sources"}
+    assert "image/png" in viewer._repr_mimebundle_()  # what a notebook without a kernel shows
+    assert viewer.update(scene=1) == {"scene": 1, "student": None}
+    assert viewer.student.options == (("no face found", 0),)

@@ -3,6 +3,10 @@
 Needs Debian's Chromium at /usr/bin/chromium (`.ci/run` installs it); Playwright
 drives it through ``executable_path`` and never downloads a browser. The notebook
 runs from a copy in a temporary folder, so JupyterLab never writes to the repository.
+
+It also times what a user waits for: from the key press on the topn slider to the new
+Explorer picture painted in the page, over several moves. ``pytest -s`` prints the figures
+(``docs/benchmarks.md`` quotes them); the JUnit report (``--junitxml``) records them too.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import os
 import secrets
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -95,6 +100,25 @@ def jupyterlab(tmp_path):
         log.close()
 
 
+# Resolves with the milliseconds from the next key press to the first paint of a new Explorer
+# picture: the keydown is timed in the page, then the <img> gets a new src (the kernel's PNG),
+# is decoded, and the frame after the next animation frame shows it.
+ARM_LATENCY = """() => { window.sferLatency = new Promise((resolve, reject) => {
+    let pressed = null;
+    document.addEventListener('keydown', () => { pressed = performance.now(); }, {capture: true, once: true});
+    const views = Array.from(document.querySelectorAll('img.sfer-explorer-view'));
+    const observer = new MutationObserver(async records => {
+        if (pressed === null) return;
+        observer.disconnect();
+        await records[0].target.decode();
+        requestAnimationFrame(() => requestAnimationFrame(() => resolve(performance.now() - pressed)));
+    });
+    views.forEach(img => observer.observe(img, {attributes: true, attributeFilter: ['src']}));
+    setTimeout(() => reject(new Error('no new Explorer picture within 60 s')), 60000);
+}); }"""
+LATENCY_MOVES = 9  # topn moves timed, alternately down and up
+
+
 def _wait_for_new_images(page, before, timeout_s=60.0):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -116,7 +140,38 @@ def _move(page, slider, key, shots, name):
     assert after != before, f"{name}: no rendered image changed after moving the slider"
 
 
-def test_explorer_sliders_redraw_heatmaps(jupyterlab, tmp_path):
+def _run_all(page):
+    """Run every cell (the command resolves when the run ends); again if the kernel never went busy,
+    as happens when the request is sent before the kernel is ready for it."""
+    for _ in range(3):
+        page.evaluate("""() => { window.sferBusy = false;
+            window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.statusChanged.connect(
+                (_, status) => { if (status === 'busy') window.sferBusy = true; }); }""")
+        page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        if page.evaluate("window.sferBusy"):
+            return
+        time.sleep(2)
+    pytest.fail("the notebook did not run: the kernel never went busy after run-all-cells")
+
+
+def _kernel_idle(page):
+    page.wait_for_function(
+        "window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status === 'idle'", timeout=120_000)
+
+
+def _latencies(page, slider) -> list[float]:
+    """Seconds from each key press on ``slider`` to the new Explorer picture on screen."""
+    out = []
+    for i in range(LATENCY_MOVES):
+        _kernel_idle(page)
+        page.evaluate(ARM_LATENCY)
+        slider.locator(".noUi-handle").focus()
+        page.keyboard.press("ArrowLeft" if i % 2 == 0 else "ArrowRight")
+        out.append(page.evaluate("window.sferLatency") / 1000)
+    return out
+
+
+def test_explorer_sliders_redraw_heatmaps(jupyterlab, tmp_path, record_property):
     from playwright.sync_api import sync_playwright
 
     url, token = jupyterlab
@@ -131,7 +186,7 @@ def test_explorer_sliders_redraw_heatmaps(jupyterlab, tmp_path):
             page.wait_for_function(
                 "window.jupyterapp?.shell.currentWidget?.sessionContext?.session?.kernel?.status === 'idle'",
                 timeout=120_000)
-            page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            _run_all(page)
             topn = page.locator(".widget-slider", has_text="topn")
             regions = page.locator(".widget-slider", has_text="regions")
             topn.wait_for(timeout=600_000)
@@ -145,6 +200,16 @@ def test_explorer_sliders_redraw_heatmaps(jupyterlab, tmp_path):
 
             _move(page, topn, "ArrowLeft", shots, "topn")
             _move(page, regions, "ArrowLeft", shots, "regions")
+
+            # the latency a user sees: key press -> kernel -> PNG -> browser -> painted
+            latencies = _latencies(page, topn)
+            median = statistics.median(latencies)
+            record_property("slider_latency_median_s", round(median, 3))
+            record_property("slider_latency_s", [round(x, 3) for x in latencies])
+            print(f"\nExplorer topn slider in Chromium, key press to new heatmap on screen: median {median:.3f} s, "
+                  f"worst {max(latencies):.3f} s over {len(latencies)} moves (SFER_THREADS="
+                  f"{os.environ.get('SFER_THREADS', '')!r}, load average {os.getloadavg()[0]:.2f}): "
+                  f"{', '.join(f'{x:.3f}' for x in latencies)}")
 
             errors = [t for t in page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
                       .all_inner_texts() if "Traceback" in t or "Error" in t]

@@ -73,9 +73,14 @@ def aligned_crop(frame: Image.Image, landmarks: np.ndarray, size: int = TRAINING
     scale = math.ceil(min(4.0, max(1.0, 1.0 / _zoom(landmarks, size))))
     forward = similarity(landmarks, TEMPLATE * (size * scale / TRAINING_SIDE), LANDMARK_WEIGHTS)  # frame -> crop
     inverse = np.linalg.inv(np.vstack([forward, [0.0, 0.0, 1.0]]))[:2]  # crop -> frame, what PIL samples
-    warped = frame.convert("RGB").transform((size * scale,) * 2, Image.AFFINE, inverse.ravel().tolist(),
-                                            resample=Image.BILINEAR)
+    warped = _rgb(frame).transform((size * scale,) * 2, Image.AFFINE, inverse.ravel().tolist(),
+                                   resample=Image.BILINEAR)
     return warped if scale == 1 else warped.resize((size, size), Image.BILINEAR)
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    """``image`` itself when it is RGB (no copy of a large frame per face), else converted."""
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def _zoom(landmarks: np.ndarray, size: int) -> float:
@@ -85,7 +90,7 @@ def _zoom(landmarks: np.ndarray, size: int) -> float:
 
 def box_crop(frame: Image.Image, box, size: int = TRAINING_SIDE) -> Image.Image:
     """The naive crop: the box as it is, resized to (size, size) (a non-square box is squashed)."""
-    return frame.convert("RGB").crop(tuple(float(v) for v in box)).resize((size, size), Image.BILINEAR)
+    return _rgb(frame.crop(tuple(float(v) for v in box))).resize((size, size), Image.BILINEAR)
 
 
 def square_crop(frame: Image.Image, square, size: int = TRAINING_SIDE) -> Image.Image:

@@ -52,6 +52,47 @@ def to_png(figure: Figure) -> bytes:
     return buf.getvalue()
 
 
+# ----------------------------------------------------------------------------- 01: the data
+
+def outline(ax, mask: np.ndarray, color: str = "yellow", **kwargs) -> None:
+    """Draw the border of a boolean mask (H, W) on ``ax``."""
+    ax.contour(np.asarray(mask, dtype=float), levels=[0.5], colors=color, linewidths=1.0, **kwargs)
+
+
+def image_grid(rows: Sequence[Sequence], titles: Sequence[Sequence[str]] | None = None,
+               row_labels: Sequence[str] | None = None, masks: Sequence[Sequence] | None = None,
+               suptitle: str = "", size: float = 1.9, fontsize: int = 8, cmap: str | None = None) -> Figure:
+    """Images in rows (PIL images, (H, W[, 3]) arrays or (H, W, 3) tensors), with optional titles,
+    row labels and mask outlines (same nesting as ``rows``; ``None`` for no mask). Rows may differ in length."""
+    columns = max(len(row) for row in rows)
+    fig = Figure(figsize=(size * columns, (size + 0.25) * len(rows)), layout="constrained")
+    axes = fig.subplots(len(rows), columns, squeeze=False)
+    for r, row in enumerate(rows):
+        for c, ax in enumerate(axes[r]):
+            _bare(ax)
+            if c >= len(row):
+                ax.set_axis_off()
+                continue
+            ax.imshow(_np(row[c]) if isinstance(row[c], torch.Tensor) else row[c], cmap=cmap)
+            if titles is not None and titles[r][c]:
+                ax.set_title(titles[r][c], fontsize=fontsize)
+            if masks is not None and masks[r][c] is not None:
+                outline(ax, masks[r][c])
+        if row_labels is not None:
+            axes[r, 0].set_ylabel(row_labels[r], fontsize=9)
+    fig.suptitle(suptitle, fontsize=10)
+    return fig
+
+
+def class_grid(dataset, per_class: int, title: str = "") -> Figure:
+    """Rows = classes, columns = the first ``per_class`` images of each class of a data set
+    with ``classes`` and ``targets``."""
+    targets = np.asarray(dataset.targets)
+    rows = [[dataset[int(i)][0] for i in np.flatnonzero(targets == label)[:per_class]]
+            for label in range(len(dataset.classes))]
+    return image_grid(rows, row_labels=list(dataset.classes), suptitle=title, size=1.3)
+
+
 # ----------------------------------------------------------------------------- 02: the backbone
 
 def feature_scales(maps: Sequence[torch.Tensor], picture, channels: int = 4, title: str = "") -> Figure:

@@ -3,6 +3,7 @@
 import base64
 import math
 
+import numpy as np
 import pytest
 import torch
 from matplotlib.figure import Figure
@@ -10,7 +11,7 @@ from matplotlib.figure import Figure
 from sfer.data import eval_transform
 from sfer.explain import region_boxes, synthetic_faces
 from sfer.models import KeyRegionAttention, build_model
-from sfer.plots import (ChannelWeightsWidget, RoutingWidget, attention_cost, attention_macs, attention_macs_formula,
+from sfer.plots import (ChannelWeightsWidget, RoutingWidget, attention_cost, class_grid, image_grid, attention_macs, attention_macs_formula,
                         channel_weights, class_probabilities, f_m_blocks, feature_scales, padding_grids,
                         patch_attention, patch_attention_panels, poolings_and_weights, region_grids, region_ids,
                         relation_matrix, routed_counts, routing_panels, to_png, weighted_channels,
@@ -146,3 +147,22 @@ def test_routing_widget_reroutes_the_model(faces, model):
     with pytest.raises(ValueError, match="topn must be"):
         view.update(regions=3, topn=10)
     assert view._repr_mimebundle_()["text/plain"].startswith("RoutingWidget(face=0, regions=")
+
+
+def test_image_grid_takes_ragged_rows_titles_and_masks(faces):
+    mask = faces.masks[0]
+    fig = image_grid([[faces.images[0], np.zeros((8, 8))], [torch.rand(8, 8, 3)]], titles=[["a", "b"], ["c"]],
+                     row_labels=["one", "two"], masks=[[mask, None], [None]], suptitle="grid")
+    assert len(fig.axes) == 4 and not fig.axes[3].axison  # the missing cell is blank
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["a", "b", "c"]
+    assert len(fig.axes[0].collections) == 1 and not fig.axes[1].collections  # the outline is on the first only
+    assert to_png(fig).startswith(PNG_MAGIC)
+
+
+def test_class_grid_has_one_row_per_class():
+    from sfer.data import SyntheticClassroomFaces
+
+    faces = SyntheticClassroomFaces(12, seed=0)
+    fig = class_grid(faces, per_class=2, title="grid")
+    assert len(fig.axes) == 6 * 2
+    assert [ax.get_ylabel() for ax in fig.axes[::2]] == list(faces.classes)

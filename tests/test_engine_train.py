@@ -1,18 +1,25 @@
 """The training loop on the real tiny model and synthetic faces: outputs, exact resume,
 faults, mismatch errors, evaluation and the command line."""
 
+import copy
 import csv
+import functools
+import io
 import json
 
 import pytest
 import torch
-from torch.utils.data import Dataset
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+from tqdm import tqdm
 
 from sfer.cli import main
 from sfer.engine import NonFiniteLossError, evaluate_checkpoint, fit, load_checkpoint, load_model
 from sfer.engine.evaluate import build_splits
-from sfer.engine.train import resolve_config
-from sfer.models import CheckpointError
+from sfer.engine import train as train_module
+from sfer.engine.distributed import Context
+from sfer.engine.train import load_optimizer_state, resolve_config, train_one_epoch
+from sfer.models import CheckpointError, build_model
 
 # Small enough for seconds per run on two CPU cores; CPU + num_workers=0 is bit-reproducible.
 SMALL = dict(num_train=48, num_val=24, num_test=24, batch_size=16, epochs=2, device="cpu", num_workers=0)
@@ -144,3 +151,129 @@ def test_the_command_line_trains_and_evaluates(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path / "nowhere"), "--dataset", "imagefolder",
                  "--out", str(tmp_path / "x")]) == 1
     assert "data path does not exist" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the GPU path, on the CPU
+
+def nan_tail_loader(batches=4, bad_from=3, batch_size=8):
+    """Random images whose batches from ``bad_from`` (0-based) on are NaN: (full loader, clean prefix)."""
+    images = torch.randn(batches * batch_size, 3, 112, 112, generator=torch.Generator().manual_seed(1))
+    labels = torch.arange(batches * batch_size) % 6
+    images[bad_from * batch_size:] = float("nan")
+    clean = bad_from * batch_size
+    return (DataLoader(TensorDataset(images, labels), batch_size=batch_size),
+            DataLoader(TensorDataset(images[:clean], labels[:clean]), batch_size=batch_size))
+
+
+def fused_pair():
+    torch.manual_seed(0)
+    model = build_model("tiny", "full", num_classes=6)
+    reference = copy.deepcopy(model)
+    return (model, torch.optim.Adam(model.parameters(), lr=1e-3, fused=True),
+            reference, torch.optim.Adam(reference.parameters(), lr=1e-3, fused=True))
+
+
+def test_the_sync_free_step_skips_a_non_finite_update_and_stops_at_the_epoch_end():
+    """CUDA's path (fused Adam reads found_inf), run on the CPU: the NaN step's update is
+    skipped on the device, so the parameters and Adam's state are those of the clean steps."""
+    loader, clean = nan_tail_loader()
+    model, optimizer, reference, ref_optimizer = fused_pair()
+    cpu = Context(torch.device("cpu"))
+    torch.manual_seed(1)  # the same dropout masks in both runs
+    with pytest.raises(NonFiniteLossError, match=r"training loss is nan at epoch 1, step 4: training stopped at the "
+                                                 r"end of the epoch; the bad steps' updates were skipped"):
+        train_one_epoch(model, loader, optimizer, cpu, skip_on_device=True)
+    torch.manual_seed(1)
+    train_one_epoch(reference, clean, ref_optimizer, cpu, skip_on_device=True)
+    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+        assert torch.equal(p, q), name
+    for a, b in zip(optimizer.state.values(), ref_optimizer.state.values()):
+        assert all(torch.equal(a[k], b[k]) for k in a)  # step counts included: 3, not 4
+    with pytest.raises(ValueError, match="fused"):
+        train_one_epoch(model, clean, torch.optim.Adam(model.parameters()), cpu, skip_on_device=True)
+
+
+def test_the_sync_free_step_reads_the_device_only_at_the_end_or_for_the_bar(monkeypatch):
+    loader, _ = nan_tail_loader(batches=3, bad_from=3)  # no NaN
+    loader = list(loader)  # batches drawn beforehand: a DataLoader reads its seed with .item() (on the CPU)
+    model, optimizer, _, _ = fused_pair()
+    reads = []
+    for name in ("item", "tolist", "__bool__", "__float__", "__int__"):
+        def counted(self, *args, _name=name, _original=getattr(torch.Tensor, name), **kwargs):
+            reads.append(_name)
+            return _original(self, *args, **kwargs)
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    train_one_epoch(model, loader, optimizer, Context(torch.device("cpu")), skip_on_device=True)
+    assert reads == ["tolist"]  # once, at the end of the epoch: nothing per step
+    reads.clear()
+    bar = tqdm(total=len(loader), file=io.StringIO())
+    train_one_epoch(model, loader, optimizer, Context(torch.device("cpu")), skip_on_device=True, bar=bar)
+    assert reads == ["tolist"] * 2  # the bar's read at step 1 (then every LOG_EVERY steps), and the end
+    assert "loss=" in bar.postfix
+
+
+def test_an_unfused_optimiser_state_resumes_into_a_fused_one_and_back():
+    torch.manual_seed(0)
+    model = build_model("tiny", "na", num_classes=6)
+    images, labels = torch.randn(4, 3, 112, 112), torch.arange(4)
+    unfused = torch.optim.Adam(model.parameters(), lr=1e-3)
+    F.cross_entropy(model(images), labels).backward()
+    unfused.step()
+    fused = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    load_optimizer_state(fused, unfused.state_dict())
+    assert fused.param_groups[0]["fused"] and fused.param_groups[0]["foreach"] is None
+    fused.step()  # the fused kernel accepts the loaded state
+    back = torch.optim.Adam(model.parameters(), lr=1e-3)
+    load_optimizer_state(back, fused.state_dict())
+    assert not back.param_groups[0]["fused"]
+    back.step()
+    assert int(next(iter(back.state.values()))["step"]) == 3  # one step in each of the three
+
+
+def test_save_every_writes_last_pt_every_k_epochs_and_after_the_last(tmp_path):
+    data = splits()
+    data["train"] = Faulty(data["train"], after=2 * SMALL["num_train"], error=KeyboardInterrupt())  # dies in epoch 3
+    with pytest.raises(KeyboardInterrupt):
+        fit(out=str(tmp_path), datasets=data, progress=False, **{**SMALL, "epochs": 3}, save_every=2)
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 2  # epoch 1's was not written, epoch 2's was
+    assert len(list(csv.DictReader(open(tmp_path / "log.csv")))) == 2
+
+    metrics = fit(resume=str(tmp_path / "last.pt"), progress=False)
+    assert metrics["epochs"] == 3 and metrics["config"]["save_every"] == 2
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 3  # the last epoch is always saved
+    with pytest.raises(ValueError, match="save_every must be >= 1"):
+        fit(save_every=0, out=str(tmp_path))
+
+
+def test_compiled_training_never_recompiles(tmp_path, monkeypatch):
+    """torch.compile with the eager backend (dynamo's tracing and guards without code
+    generation). 40 images in batches of 16 leave a partial batch of 8 (dropped), and
+    validation and the test run the uncompiled model: any recompilation is an error."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    monkeypatch.setattr(torch._dynamo.config, "error_on_recompile", True)
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    graphs = []
+    original = train_module.train_one_epoch
+
+    def counted_epoch(*args, **kwargs):
+        result = original(*args, **kwargs)
+        graphs.append(counters["stats"]["unique_graphs"])
+        return result
+
+    monkeypatch.setattr(train_module, "train_one_epoch", counted_epoch)
+    settings = {**SMALL, "num_train": 40, "num_val": 8, "num_test": 8}
+    metrics = fit(out=str(tmp_path), compile=True, progress=False, **settings)
+    assert metrics["epochs"] == 2 and graphs[0] > 0 and graphs[1] == graphs[0]
+    assert list(csv.DictReader(open(tmp_path / "log.csv")))[0]["images_per_s"]
+    torch._dynamo.reset()
+    with pytest.raises(ValueError, match="make no full batch of 16 \\(--compile drops the partial one\\)"):
+        fit(out=str(tmp_path / "x"), compile=True, progress=False, **{**settings, "num_train": 8})
+
+
+def test_a_last_batch_of_one_image_is_dropped(tmp_path):
+    """Batch norm cannot train on one image; 17 images in batches of 16 would leave one."""
+    metrics = fit(out=str(tmp_path), progress=False, **{**SMALL, "num_train": 17, "epochs": 1})
+    assert metrics["epochs"] == 1

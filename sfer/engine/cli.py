@@ -24,7 +24,8 @@ _USER_ERRORS = (FileNotFoundError, ValueError, NonFiniteLossError)
 _TRAIN_FLAGS = ("preset", "variant", "topn", "regions", "ir50", "data", "dataset", "num_train", "num_val",
                 "num_test", "data_seed", "nuisance", "skip_bad", "affectnet_classes", "crop_faces", "flip", "erase_p",
                 "epochs", "batch_size", "lr", "weight_decay", "patience",
-                "schedule", "seed", "out", "resume", "device", "amp", "compile", "num_workers")
+                "schedule", "seed", "out", "resume", "device", "amp", "compile", "num_workers",
+                "save_every", "sync_batchnorm")
 
 
 def _fail(command: str, err: Exception) -> int:
@@ -101,6 +102,9 @@ def register(subparsers) -> None:
     arg("--device", help="auto (default), cpu, cuda or cuda:N")
     arg("--amp", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast on CUDA (default on)")
     arg("--compile", action="store_true", default=None, help="torch.compile the model")
+    arg("--save-every", type=int, help="write last.pt every N epochs and after the last (default 1)")
+    arg("--sync-batchnorm", action=argparse.BooleanOptionalAction, default=None,
+        help="under torchrun, batch norm over the global batch (default on)")
     arg("--num-workers", type=int, help="data-loader processes (default 0 on CPU, up to 8 on CUDA)")
     arg("--no-progress", action="store_true", help="one line per epoch instead of progress bars")
     train.set_defaults(func=run_train)

@@ -71,8 +71,10 @@ class TrainConfig:
     resume: str | None = None        # a last.pt to continue from
     device: str = "auto"             # "auto", "cpu", "cuda" or "cuda:N"
     amp: bool = True                 # bf16 autocast on CUDA (CPU always runs fp32)
-    compile: bool = False            # torch.compile the model
+    compile: bool = False            # torch.compile the model (the training loader then drops its partial batch)
     num_workers: int | None = None   # None: 0 on CPU (exactly reproducible), up to 8 on CUDA
+    save_every: int = 1              # write last.pt every this many epochs (and after the last one)
+    sync_batchnorm: bool = True      # under torchrun: batch norm over the global batch, not each process's shard
 
     def __post_init__(self):
         if self.out is None:
@@ -85,7 +87,7 @@ class TrainConfig:
             problems.append(f"dataset {self.dataset!r} is not one of {list(DATASETS)}")
         if self.schedule not in ("constant", "cosine"):
             problems.append(f"schedule {self.schedule!r} is not 'constant' or 'cosine'")
-        for name in ("epochs", "batch_size", "patience", "num_train", "num_val", "num_test"):
+        for name in ("epochs", "batch_size", "patience", "num_train", "num_val", "num_test", "save_every"):
             if int(getattr(self, name)) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if not 0.0 <= float(self.nuisance) <= 1.0:

@@ -5,6 +5,17 @@ reads ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` from the environment, joins the
 process group (NCCL on CUDA, gloo on CPU) and trains on its shard of each global
 batch; gradients are averaged by DistributedDataParallel. Without those variables
 the same code runs as a single process with ``world_size == 1``.
+
+Devices: ``--device cuda`` (or ``auto``) gives each process the GPU of its
+``LOCAL_RANK``; ``--device cuda:N`` names one GPU for a single process (under
+``torchrun`` it is refused: restrict the GPUs with ``CUDA_VISIBLE_DEVICES``
+instead). The chosen GPU is made the current one (``torch.cuda.set_device``), so
+pinned-memory threads, the CUDA RNG state and NCCL all use it rather than GPU 0.
+
+Batch norm over the global batch: under DDP each process normalises over its own
+shard unless the model's BatchNorm layers are synchronised (:func:`sync_batchnorm`):
+PyTorch's ``SyncBatchNorm`` on CUDA, :class:`GlooSyncBatchNorm` on the CPU, where
+PyTorch's has no kernels.
 """
 
 from __future__ import annotations
@@ -15,6 +26,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+import torch.nn as nn
 
 
 @dataclass(frozen=True)
@@ -36,27 +48,54 @@ class Context:
         return self.world_size > 1
 
 
-def resolve_device(device: str | torch.device = "auto", local_rank: int = 0) -> torch.device:
-    """``auto`` picks CUDA when it is there, else the CPU; a CUDA request without CUDA is an error."""
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask), not the machine's count:
+    under a batch scheduler or ``taskset`` the two differ."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def resolve_device(device: str | torch.device = "auto", local_rank: int = 0, world_size: int = 1) -> torch.device:
+    """``auto`` picks CUDA when it is there, else the CPU; ``cuda`` is the GPU of ``local_rank``.
+
+    A CUDA request without CUDA, a GPU index past the visible ones, or one fixed GPU
+    for several ``torchrun`` processes is an error.
+    """
     if str(device) == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"--device {device!r} is not a device: use auto, cpu, cuda or cuda:N") from err
+    if device.type != "cuda":
+        return device
+    if not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
+    if device.index is not None and world_size > 1:
+        raise ValueError(f"--device {device} puts all {world_size} torchrun processes on one GPU: use --device cuda "
+                         f"(process LOCAL_RANK takes GPU LOCAL_RANK) and pick GPUs with CUDA_VISIBLE_DEVICES")
+    if device.index is None:
+        device = torch.device("cuda", local_rank)
+    if device.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {device} does not exist: torch sees {torch.cuda.device_count()} GPU(s) "
+                         f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
+    return device
+
+
+def use_device(device: torch.device) -> torch.device:
+    """Make a GPU the current device (a no-op for the CPU) and return it."""
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
     return device
 
 
 def setup(device: str | torch.device = "auto") -> Context:
-    """Join the ``torchrun`` process group if there is one, and pick this process's device."""
+    """Join the ``torchrun`` process group if there is one, and pick and select this process's device."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    resolved = resolve_device(device, local_rank)
+    resolved = use_device(resolve_device(device, local_rank, world_size))
     if world_size > 1 and not dist.is_initialized():
-        if resolved.type == "cuda":
-            torch.cuda.set_device(resolved)
         dist.init_process_group(backend="nccl" if resolved.type == "cuda" else "gloo")
     return Context(resolved, rank, world_size, local_rank)
 
@@ -94,3 +133,87 @@ def broadcast(obj: Any, ctx: Context) -> Any:
 def barrier(ctx: Context) -> None:
     if ctx.distributed:
         dist.barrier()
+
+
+def broadcast_buffers(module: nn.Module, ctx: Context) -> None:
+    """Rank 0's buffers (batch-norm running statistics) on every process, in place.
+
+    DDP broadcasts them at the start of each training forward, so after the last
+    step every process holds rank 0's statistics plus its own last update; this makes
+    them equal again before a process evaluates its unwrapped model.
+    """
+    if ctx.distributed:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over processes whose backward sums the gradients over processes too."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        tensor = tensor.clone()
+        dist.all_reduce(tensor)
+        return tensor
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+class GlooSyncBatchNorm(nn.BatchNorm2d):
+    """BatchNorm2d whose training statistics are those of the global batch, on the CPU.
+
+    PyTorch's ``SyncBatchNorm`` has CUDA kernels only. Here every process sums its
+    per-channel sum, sum of squares and count, one differentiable ``all_reduce``
+    (its backward sums the gradients over processes, as ``SyncBatchNorm``'s does)
+    adds them up, and the batch is normalised by the global mean and biased variance;
+    the running statistics take the unbiased variance, as ``BatchNorm2d`` does. In eval
+    mode, or on one process, it is ``BatchNorm2d``. Same parameters and buffers, so
+    checkpoints do not change.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
+        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        c = x.shape[1]
+        x32 = x.float()
+        local = torch.cat([x32.sum((0, 2, 3)), (x32 * x32).sum((0, 2, 3)),
+                           x32.new_full((1,), x.numel() // c)])  # (2C + 1,)
+        total = _AllReduceSum.apply(local)  # (2C + 1,) summed over processes
+        n = total[-1]
+        mean = total[:c] / n  # (C,)
+        var = (total[c:2 * c] / n - mean * mean).clamp(min=0)  # biased variance (C,)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+                self.running_mean.lerp_(mean.detach(), momentum)
+                self.running_var.lerp_(var.detach() * n / (n - 1).clamp(min=1), momentum)
+        scale = torch.rsqrt(var + self.eps) * (self.weight if self.affine else 1.0)  # (C,)
+        shift = (self.bias if self.affine else 0.0) - mean * scale  # (C,)
+        return (x32 * scale[:, None, None] + shift[:, None, None]).to(x.dtype)
+
+
+def sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
+    """Every BatchNorm2d of ``module`` normalising over the global batch of all processes.
+
+    CUDA: PyTorch's ``SyncBatchNorm``. CPU (gloo): :class:`GlooSyncBatchNorm`. The
+    parameters and buffers are moved, not copied, so build the optimiser afterwards.
+    """
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    for name, child in module.named_children():
+        if type(child) is nn.BatchNorm2d:
+            synced = GlooSyncBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
+                                       child.track_running_stats)
+            synced.load_state_dict(child.state_dict())
+            if child.affine:
+                synced.weight, synced.bias = child.weight, child.bias
+            synced.train(child.training)
+            setattr(module, name, synced)
+        else:
+            sync_batchnorm(child, device)
+    return module

@@ -4,13 +4,13 @@ Everything is computed from one confusion matrix (counts, rows = true class,
 columns = predicted class): accuracy, per-class accuracy (recall) and
 scikit-learn's classification report. A matrix sums across processes with one
 ``all_reduce``, so evaluation under ``torchrun`` needs no gathering of predictions.
+The matrix and the loss accumulate on the device and are read once, at the end.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,7 @@ class Rendered(Dataset):
         self.source, self.transform = dataset, transform
         self.classes, self.targets = list(dataset.classes), list(dataset.targets)
         dataset.transform = None  # PIL images out, the transform in __getitem__
-        workers = min(8, os.cpu_count() or 1) if len(dataset) >= 256 else 0
+        workers = min(8, distributed.usable_cores()) if len(dataset) >= 256 else 0
         self.images = [image for image, _ in DataLoader(dataset, batch_size=None, num_workers=workers,
                                                         worker_init_fn=_one_blas_thread)]
 
@@ -95,11 +95,15 @@ def _one_blas_thread(worker_id: int) -> None:
 
 
 def eval_loader(dataset: Dataset, batch_size: int, ctx: distributed.Context, num_workers: int) -> DataLoader:
-    """In-order batches of this process's shard (every ``world_size``-th sample, no padding)."""
+    """In-order batches of this process's shard (every ``world_size``-th sample, no padding).
+
+    A shard may be empty (a split smaller than the process count); the workers stay
+    alive between epochs rather than being forked again for each validation.
+    """
     if ctx.distributed:
         dataset = Subset(dataset, range(ctx.rank, len(dataset), ctx.world_size))
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                      pin_memory=ctx.device.type == "cuda", persistent_workers=False)
+                      pin_memory=ctx.device.type == "cuda", persistent_workers=num_workers > 0)
 
 
 def autocast(device: torch.device, amp: bool):
@@ -115,7 +119,13 @@ def autocast(device: torch.device, amp: bool):
 def confusion_matrix(model: nn.Module, loader: DataLoader, num_classes: int, ctx: distributed.Context,
                      amp: bool = True, progress: bool = False, desc: str = "eval"
                      ) -> tuple[torch.Tensor, float]:
-    """``(counts (C, C) int64, mean cross-entropy)`` over the loader, summed over processes."""
+    """``(counts (C, C) int64, mean cross-entropy)`` over the loader, summed over processes.
+
+    Pass the plain model, not a DDP or compiled wrapper: DDP's forward is a
+    collective, which hangs when a process has no batch, and a compiled model would
+    compile again for eval mode. ``scatter_add_`` counts on the device; ``bincount``
+    would read its input's maximum back to the host on every batch.
+    """
     model.eval()
     counts = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=ctx.device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=ctx.device)
@@ -128,7 +138,8 @@ def confusion_matrix(model: nn.Module, loader: DataLoader, num_classes: int, ctx
         with autocast(ctx.device, amp):
             logits = model(images).float()
         loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
-        counts += torch.bincount(labels * num_classes + logits.argmax(1), minlength=num_classes ** 2)
+        cells = labels * num_classes + logits.argmax(1)  # (B,) index of (true, predicted)
+        counts.scatter_add_(0, cells, torch.ones_like(cells))
     distributed.all_reduce_sum(counts, ctx)
     distributed.all_reduce_sum(loss_sum, ctx)
     counts = counts.view(num_classes, num_classes).cpu()
@@ -206,13 +217,14 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | None = None, dataset
         data=data, dataset=dataset or ("synthetic" if data == "synthetic" else None), num_test=num_test,
         batch_size=batch_size, device=device, skip_bad=skip_bad, affectnet_classes=affectnet_classes,
         crop_faces=crop_faces)
-    ctx = distributed.Context(distributed.resolve_device(cfg.device))
+    ctx = distributed.Context(distributed.use_device(distributed.resolve_device(cfg.device)))
     model = build_from_checkpoint(ckpt, variant=variant, source=str(checkpoint)).to(ctx.device)
     if ctx.device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     ds = build_splits(cfg, ckpt["preprocessing"], splits=(split,))[split]
     check_classes(ckpt["classes"], ds.classes, source=str(checkpoint))
-    workers = num_workers if num_workers is not None else (4 if ctx.device.type == "cuda" else 0)
+    workers = num_workers if num_workers is not None else (
+        min(4, distributed.usable_cores()) if ctx.device.type == "cuda" else 0)
     counts, loss = confusion_matrix(model, eval_loader(ds, cfg.batch_size, ctx, workers), len(ds.classes), ctx,
                                     amp=cfg.amp, progress=progress, desc=f"evaluate {split}")
     as_dict, as_text = report(counts, ds.classes)

@@ -10,7 +10,18 @@ are tested and ``metrics.json`` and ``curves.png`` are written.
 Reproducibility: the model is initialised from ``seed``; ``last.pt`` stores every
 RNG each process uses (torch, CUDA, NumPy, Python, the loader's generator), so a
 resumed run continues exactly where the interrupted one stopped: on the CPU with
-``num_workers=0`` the weights are bit-identical to an uninterrupted run.
+``num_workers=0`` the weights are bit-identical to an uninterrupted run. ``last.pt``
+is written every ``save_every`` epochs and after the last one (early stop included).
+
+The GPU path: the training step queues work without waiting for it (no host sync:
+the running loss, accuracy and a non-finite flag stay on the device and are read
+every ``LOG_EVERY`` steps by rank 0 when its bar is shown, and at the end of the
+epoch); fused Adam; cuDNN autotuning; channels-last and bf16 autocast; under
+``torchrun`` batch norm over the global batch (``sync_batchnorm``). Validation and the
+test run the plain model, never the DDP or compiled wrapper: a process whose shard of
+a small split is empty then has nothing to wait for, and validation adds no compiled
+graph. With ``compile`` the training loader drops its last partial batch, so that
+every step has one shape (``docs/training.md`` lists what recompiles).
 """
 
 from __future__ import annotations
@@ -18,7 +29,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import random
 import time
 from pathlib import Path
@@ -43,6 +53,7 @@ from .checkpoint import (FORMAT, VERSION, atomic_save, capture_rng, check_classe
 from .config import ARCHITECTURE_FIELDS, TrainConfig, config_layer, from_dict
 from .evaluate import autocast, build_splits, confusion_matrix, eval_loader, report, summarize
 
+LOG_EVERY = 20  # steps between two reads of the running figures for the progress bar
 LOG_FIELDS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "images_per_s",
               "epoch_time_s", "best")
 
@@ -111,8 +122,10 @@ def _fit(cfg: TrainConfig, resumed: dict | None, ctx: distributed.Context, datas
                          f"{ctx.world_size} processes")
     local_batch = cfg.batch_size // ctx.world_size
     cuda = ctx.device.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # one input size: cuDNN times its algorithms once per shape
     workers = cfg.num_workers if cfg.num_workers is not None else (
-        min(8, (os.cpu_count() or 1) // ctx.world_size) if cuda else 0)
+        min(8, distributed.usable_cores() // ctx.world_size) if cuda else 0)
 
     # ---- data
     preprocessing = resumed["preprocessing"] if resumed else {
@@ -134,12 +147,17 @@ def _fit(cfg: TrainConfig, resumed: dict | None, ctx: distributed.Context, datas
         say(load_ir50(model, cfg.ir50))
     if resumed:
         model.load_state_dict(resumed["model"])
+    synced = ctx.distributed and cfg.sync_batchnorm
+    if synced:
+        model = distributed.sync_batchnorm(model, ctx.device)
     model.to(ctx.device)
     if cuda:
         model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    net: nn.Module = DistributedDataParallel(model, device_ids=[ctx.device] if cuda else None) \
-        if ctx.distributed else model
+    optimizer = build_optimizer(model, cfg, ctx.device)
+    # Synchronised batch norm keeps the running statistics equal on every process, so
+    # DDP need not broadcast them before every forward.
+    net: nn.Module = DistributedDataParallel(model, device_ids=[ctx.device] if cuda else None,
+                                             broadcast_buffers=not synced) if ctx.distributed else model
     if cfg.compile:
         net = torch.compile(net)
 
@@ -148,8 +166,14 @@ def _fit(cfg: TrainConfig, resumed: dict | None, ctx: distributed.Context, datas
     generator = torch.Generator().manual_seed(cfg.seed + ctx.rank)
     sampler = DistributedSampler(datasets["train"], num_replicas=ctx.world_size, rank=ctx.rank,
                                  shuffle=True, seed=cfg.seed)
-    train_loader = DataLoader(datasets["train"], batch_size=local_batch, sampler=sampler, num_workers=workers,
-                              pin_memory=cuda, generator=generator, persistent_workers=workers > 0)
+    # A last batch of one image per process cannot be batch-normalised in training mode;
+    # a compiled step would recompile for a last batch of any other size.
+    last = len(sampler) % local_batch
+    train_loader = training_loader(datasets["train"], local_batch, sampler, workers, ctx.device, generator,
+                                   drop_last=cfg.compile or last == 1)
+    if len(train_loader) == 0:
+        raise ValueError(f"the {len(datasets['train'])} training images make no full batch of {cfg.batch_size}"
+                         f"{' (--compile drops the partial one)' if cfg.compile else ''}: lower --batch-size")
     val_loader = eval_loader(datasets["val"], local_batch, ctx, workers)
     test_loader = eval_loader(datasets["test"], local_batch, ctx, workers)
 
@@ -160,7 +184,7 @@ def _fit(cfg: TrainConfig, resumed: dict | None, ctx: distributed.Context, datas
         if "optimizer" not in resumed:
             raise CheckpointError(f"{cfg.resume} is an inference checkpoint (no optimiser state): "
                                   f"resume from the run's last.pt")
-        optimizer.load_state_dict(resumed["optimizer"])
+        load_optimizer_state(optimizer, resumed["optimizer"])
         state = dict(resumed["progress"])
         first_epoch = int(resumed["epoch"])
         rng = resumed["rng"]
@@ -169,11 +193,16 @@ def _fit(cfg: TrainConfig, resumed: dict | None, ctx: distributed.Context, datas
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
 
-    def checkpoint(epoch: int, metrics: dict) -> dict[str, Any]:
-        return {"format": FORMAT, "version": VERSION, "model": model.state_dict(), "model_config": model.config,
+    def checkpoint(epoch: int, metrics: dict, training_state: bool) -> dict[str, Any]:
+        """The checkpoint dict; ``training_state`` adds what a resume needs (gathering the
+        RNG states is a collective: every process calls this with the same arguments)."""
+        ckpt = {"format": FORMAT, "version": VERSION, "model": model.state_dict(), "model_config": model.config,
                 "classes": classes, "preprocessing": preprocessing, "config": cfg.to_dict(), "epoch": epoch,
-                "metrics": metrics, "optimizer": optimizer.state_dict(),
-                "rng": distributed.all_gather(capture_rng(generator), ctx), "progress": state}
+                "metrics": metrics}
+        if training_state:
+            ckpt.update(optimizer=optimizer.state_dict(), rng=distributed.all_gather(capture_rng(generator), ctx),
+                        progress=state)
+        return ckpt
 
     # ---- epochs
     for epoch in range(first_epoch, cfg.epochs):
@@ -187,8 +216,9 @@ def _fit(cfg: TrainConfig, resumed: dict | None, ctx: distributed.Context, datas
         bar = tqdm(total=len(train_loader), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
                    disable=not (progress and ctx.is_main), dynamic_ncols=True)
         train = train_one_epoch(net, train_loader, optimizer, ctx, amp=cfg.amp, bar=bar, epoch=epoch + 1,
-                                last_good=out / "last.pt")
-        counts, val_loss = confusion_matrix(net, val_loader, len(classes), ctx, amp=cfg.amp)
+                                last_good=out / "last.pt", skip_on_device=cuda)
+        distributed.broadcast_buffers(model, ctx)  # every process validates rank 0's running statistics
+        counts, val_loss = confusion_matrix(model, val_loader, len(classes), ctx, amp=cfg.amp)
         val_acc = summarize(counts, classes)["accuracy"]
         if not math.isfinite(val_loss):
             raise NonFiniteLossError(f"the validation loss is {val_loss} after epoch {epoch + 1}: the weights "
@@ -205,13 +235,16 @@ def _fit(cfg: TrainConfig, resumed: dict | None, ctx: distributed.Context, datas
                "epoch_time_s": seconds, "best": improved}
         state["history"].append(row)
 
-        ckpt = checkpoint(epoch + 1, {"val_accuracy": val_acc, "val_loss": val_loss})
-        if ctx.is_main:
-            atomic_save(ckpt, out / "last.pt")
-            if improved:
+        save_last = ((epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.epochs
+                     or state["bad_epochs"] >= cfg.patience)
+        if save_last or improved:
+            ckpt = checkpoint(epoch + 1, {"val_accuracy": val_acc, "val_loss": val_loss}, training_state=save_last)
+            if ctx.is_main and save_last:
+                atomic_save(ckpt, out / "last.pt")
+            if ctx.is_main and improved:
                 atomic_save(strip_checkpoint(ckpt), out / "best.pt")
+        if ctx.is_main:
             write_log(state["history"], out / "log.csv")
-        distributed.barrier(ctx)
         summary = (f"train loss {train['loss']:.4f} acc {train['accuracy']:.4f} | val loss {val_loss:.4f} "
                    f"acc {val_acc:.4f}{' (best)' if improved else ''} | {train['images_per_s']:.0f} img/s")
         if bar.disable:
@@ -224,6 +257,7 @@ def _fit(cfg: TrainConfig, resumed: dict | None, ctx: distributed.Context, datas
                 f"(best {state['best_val_accuracy']:.4f} at epoch {state['best_epoch']})")
 
     # ---- test the best weights
+    distributed.barrier(ctx)  # rank 0 has written best.pt
     if not (out / "best.pt").is_file():
         raise RuntimeError(f"no epoch was trained and {out / 'best.pt'} does not exist: raise --epochs")
     model.load_state_dict(load_checkpoint(out / "best.pt", map_location=ctx.device)["model"])
@@ -266,18 +300,68 @@ def _kept(path: Path) -> str:
     return f"the last good checkpoint is {path}" if path.is_file() else "no checkpoint was written yet"
 
 
+def build_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Adam:
+    """Adam (paper, section 4.3). On CUDA the fused kernel: one launch for every
+    parameter, and it reads ``found_inf``, so a step can be skipped on the device."""
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
+                            fused=device.type == "cuda")
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """Load an optimiser state saved by a fused or an unfused Adam into either.
+
+    ``load_state_dict`` takes the ``fused``/``foreach`` flags from the file; a run
+    started on the CPU (unfused) and resumed on CUDA (fused) keeps this optimiser's,
+    and the step counters move to the parameters' device as the fused kernel needs.
+    """
+    fused = bool(optimizer.defaults.get("fused"))
+    groups = [{**group, "fused": fused, "foreach": None if fused else group.get("foreach")}
+              for group in saved["param_groups"]]
+    optimizer.load_state_dict({**saved, "param_groups": groups})
+
+
+def training_loader(dataset: Dataset, batch_size: int, sampler: DistributedSampler, num_workers: int,
+                    device: torch.device, generator: torch.Generator, drop_last: bool = False) -> DataLoader:
+    """This process's training batches: pinned memory on CUDA, workers kept across epochs."""
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                      pin_memory=device.type == "cuda", generator=generator, persistent_workers=num_workers > 0,
+                      drop_last=drop_last)
+
+
 def train_one_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, ctx: distributed.Context,
-                    amp: bool = True, bar: tqdm | None = None, epoch: int = 1, last_good: Path | None = None
-                    ) -> dict[str, float]:
+                    amp: bool = True, bar: tqdm | None = None, epoch: int = 1, last_good: Path | None = None,
+                    skip_on_device: bool = False) -> dict[str, float]:
     """One pass over ``loader``; returns mean loss, accuracy and images/s over all processes.
 
-    The loss is checked before each update (after averaging over processes, so
-    that every process stops together): a NaN or infinite loss raises
-    :class:`NonFiniteLossError` before it can reach the weights.
+    A step is bad when its gradients (averaged over processes, so every process
+    agrees) hold a NaN or an infinity, which a non-finite loss always gives. The
+    guarantee depends on ``skip_on_device``:
+
+    - ``False`` (the CPU, where reading a value costs no wait): the flag is read
+      after every backward pass and :class:`NonFiniteLossError` is raised before the
+      update, so the bad step never reaches the weights.
+    - ``True`` (CUDA; needs a fused optimiser): the step never waits for the GPU. The
+      flag goes to the fused Adam kernel as ``found_inf``, which skips that step's
+      update on the device (weights, moments and step count unchanged), and is
+      counted there. It is read on the progress bar's refreshes (rank 0, one process
+      only: the run then stops there) and at the end of the epoch, where every
+      process raises :class:`NonFiniteLossError` together, before anything is saved.
+      So no non-finite value reaches the weights, and the newest ``last.pt`` predates
+      the first bad step; the steps between it and the stop are computed in vain.
+
+    The running loss and accuracy also stay on the device: rank 0 reads them every
+    ``LOG_EVERY`` steps, and only when ``bar`` is shown.
     """
+    if skip_on_device and not optimizer.defaults.get("fused"):
+        raise ValueError("skip_on_device needs a fused optimiser (torch.optim.Adam(..., fused=True)): "
+                         "only the fused kernels read found_inf")
     net.train()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     channels_last = ctx.device.type == "cuda"
-    totals = torch.zeros(3, dtype=torch.float64, device=ctx.device)  # loss sum, correct, images
+    show = bar is not None and not bar.disable
+    sums = torch.zeros(2, dtype=torch.float64, device=ctx.device)  # loss sum, correct predictions
+    bad = torch.zeros(3, dtype=torch.float64, device=ctx.device)  # bad steps, first bad step, its loss
+    seen = 0  # this process's images: the host knows them, no device counter needed
     t0 = time.perf_counter()
     for step, (images, labels) in enumerate(loader):
         images = images.to(ctx.device, non_blocking=True)
@@ -287,29 +371,48 @@ def train_one_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.O
         with autocast(ctx.device, amp):
             logits = net(images)
         loss = F.cross_entropy(logits.float(), labels)
-        global_loss = distributed.all_reduce_sum(loss.detach().clone(), ctx) / ctx.world_size
-        if not torch.isfinite(global_loss):
-            where = f" ({_kept(last_good)})" if last_good is not None else ""
-            raise NonFiniteLossError(
-                f"the training loss is {global_loss.item()} at epoch {epoch}, step {step + 1}: training stopped "
-                f"before the update{where}. Lower --lr or check the data for NaN or infinite pixels")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        # the largest |gradient| is NaN or infinite exactly when some gradient is
+        found_inf = ~torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None],
+                                                   float("inf")).isfinite()
+        if skip_on_device:
+            first = found_inf & (bad[0] == 0)
+            bad[1] = torch.where(first, step + 1, bad[1])
+            bad[2] = torch.where(first, loss.detach().double(), bad[2])
+            bad[0] += found_inf
+            optimizer.found_inf = found_inf.float()
+        elif found_inf:
+            raise NonFiniteLossError(_non_finite(loss.item(), epoch, step + 1, last_good, stopped="before the update"))
         optimizer.step()
-        n = labels.numel()
-        totals += torch.stack([loss.detach().double() * n, (logits.argmax(1) == labels).sum().double(),
-                               torch.tensor(n, dtype=torch.float64, device=ctx.device)])
+        seen += labels.numel()
+        sums[0] += loss.detach() * labels.numel()
+        sums[1] += (logits.argmax(1) == labels).sum()
         if bar is not None:
             bar.update()
-            if step % 5 == 0 or step + 1 == len(loader):
-                seen = totals[2].item() * ctx.world_size
-                bar.set_postfix(loss=f"{totals[0].item() / totals[2].item():.4f}",
-                                acc=f"{totals[1].item() / totals[2].item():.4f}",
-                                img_s=f"{seen / (time.perf_counter() - t0):.0f}")
+        if show and step % LOG_EVERY == 0:
+            loss_sum, correct, skipped, first_step, first_loss = torch.cat([sums, bad]).tolist()
+            if skipped and not ctx.distributed:
+                raise NonFiniteLossError(_non_finite(first_loss, epoch, int(first_step), last_good,
+                                                     stopped=f"at step {step + 1}; the bad steps' updates were skipped"))
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",
+                            img_s=f"{seen * ctx.world_size / (time.perf_counter() - t0):.0f}")
+    totals = torch.cat([sums, sums.new_tensor([seen])])  # one host-to-device copy an epoch
     distributed.all_reduce_sum(totals, ctx)
-    loss_sum, correct, seen = totals.tolist()
+    loss_sum, correct, seen, skipped, first_step, first_loss = torch.cat([totals, bad]).tolist()
+    if skipped:
+        raise NonFiniteLossError(_non_finite(first_loss, epoch, int(first_step), last_good,
+                                             stopped="at the end of the epoch; the bad steps' updates were skipped"))
     return {"loss": loss_sum / seen, "accuracy": correct / seen,
             "images_per_s": seen / (time.perf_counter() - t0)}
+
+
+def _non_finite(loss: float, epoch: int, step: int, last_good: Path | None, stopped: str) -> str:
+    what = f"the training loss is {loss}" if not math.isfinite(loss) else \
+        f"the gradients are not finite (training loss {loss:.4f})"
+    where = f" ({_kept(last_good)})" if last_good is not None else ""
+    return (f"{what} at epoch {epoch}, step {step}: training stopped {stopped}{where}. "
+            f"Lower --lr or check the data for NaN or infinite pixels")
 
 
 def write_log(history: list[dict[str, Any]], path: Path) -> None:

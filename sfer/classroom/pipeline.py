@@ -89,7 +89,7 @@ def read_frame(path) -> Image.Image:
     """The image at ``path``, fully decoded; a clear ``ClassroomError`` naming it otherwise."""
     path = Path(path)
     if not path.is_file():
-        raise ClassroomError(f"{path}: no such file")
+        raise ClassroomError(f"{path}: {'not a file' if path.exists() else 'no such file'}")
     try:
         with Image.open(path) as image:
             image.load()  # decode now: a truncated file fails here, not halfway through

@@ -67,10 +67,11 @@ def _sync_bn_worker(rank: int, port: int, out: str) -> None:
     bn = GlooSyncBatchNorm(4)
     nn.init.uniform_(bn.weight), nn.init.uniform_(bn.bias)
     mine = x[3 * rank:3 * rank + 3].clone().requires_grad_()
-    (bn(mine) * grad[3 * rank:3 * rank + 3]).sum().backward()
+    y = bn(mine)
+    (y * grad[3 * rank:3 * rank + 3]).sum().backward()
     for p in bn.parameters():  # DDP would average: sum here to compare with one process
         dist.all_reduce(p.grad)
-    torch.save({"x_grad": mine.grad,
+    torch.save({"y": y.detach(), "x_grad": mine.grad,
                 "weight_grad": bn.weight.grad, "bias_grad": bn.bias.grad, "running_mean": bn.running_mean,
                 "running_var": bn.running_var}, f"{out}/rank{rank}.pt")
     dist.destroy_process_group()
@@ -83,8 +84,10 @@ def test_gloo_sync_batchnorm_is_batchnorm_over_the_global_batch(tmp_path):
     grad = torch.randn(6, 4, 5, 5)
     bn = nn.BatchNorm2d(4)
     nn.init.uniform_(bn.weight), nn.init.uniform_(bn.bias)
-    (bn(x) * grad).sum().backward()
+    y = bn(x)
+    (y * grad).sum().backward()
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    torch.testing.assert_close(torch.cat([r["y"] for r in ranks]), y.detach(), rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(torch.cat([r["x_grad"] for r in ranks]), x.grad, rtol=1e-4, atol=1e-5)
     for r in ranks:
         torch.testing.assert_close(r["weight_grad"], bn.weight.grad, rtol=1e-4, atol=1e-5)

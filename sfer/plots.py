@@ -29,6 +29,7 @@ import torch.nn as nn
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from sfer.explain.loading import transform_for
 from sfer.explain.routing import draw_routing, region_boxes
 from sfer.models.kroa import check_routing
 
@@ -463,7 +464,7 @@ class ChannelWeightsWidget(_PngView):
         picture = self.faces.images[i]
         device = next(self.model.parameters()).device
         with torch.no_grad():
-            feats = self.model.features(self.model.eval_transform(picture)[None].to(device))
+            feats = self.model.features(transform_for(self.model)(picture)[None].to(device))
             weights = [att.weights(feats[f"L{s + 1}"])[0].cpu()
                        for s, att in enumerate(self.model.mdpfa.attentions)]
         self._show(channel_weights(weights, f"face {i} ({self.faces.classes[self.faces.labels[i]]}): "
@@ -545,7 +546,7 @@ class RoutingWidget(_PngView):
         picture, mask = self.faces.images[i], self.faces.masks[i]
         device = next(self.model.parameters()).device
         with torch.no_grad():
-            l4 = self.model.features(self.model.eval_transform(picture)[None].to(device))["L4"]
+            l4 = self.model.features(transform_for(self.model)(picture)[None].to(device))["L4"]
             x = self.model.kroafe.norm(l4.permute(0, 2, 3, 1))[0]  # LN(L4), (H, W, C)
             routing = self.model.kroafe.attention.routing(x[None])[0].cpu()  # (m², topn)
         patch = int((region_ids(size, size, m).flatten() == query).nonzero()[0])
@@ -557,3 +558,121 @@ class RoutingWidget(_PngView):
         return {"routed": routing[query].tolist(), "attention": attention, "patch": patch, "query": query,
                 "counts": routed_counts(routing, m)}
 
+
+# ----------------------------------------------------------------------------- 09: topn and the region count
+
+def accuracy_grid(grid: np.ndarray, topns: Sequence[int], title: str = "") -> Figure:
+    """Accuracy (%) over (m, topn): rows m = 1..len(grid), columns ``topns``; NaN cells (topn > m²) grey."""
+    fig = Figure(figsize=(7.5, 4.2), layout="constrained")
+    ax = fig.subplots()
+    grid = np.asarray(grid, dtype=float)
+    im = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", aspect="auto")
+    ax.set_facecolor("lightgrey")
+    for (i, j), value in np.ndenumerate(grid):
+        if np.isfinite(value):
+            ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=8,
+                    color="white" if value < np.nanmean(grid) else "black")
+    ax.set_xticks(range(len(topns)), topns), ax.set_yticks(range(len(grid)), range(1, len(grid) + 1))
+    ax.set_xlabel("topn"), ax.set_ylabel("regions m")
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    return fig
+
+
+def energy_against_topn(sweep: dict[str, dict[int, tuple[float, float, float]]], uniform: tuple[float, float, float],
+                        trained_topn: int | None = None, title: str = "") -> Figure:
+    """Key-region energy against ``topn``, one line per view (e.g. Grad-CAM and sources), each point a
+    (mean, low, high) interval, with the uniform map's band and the trained setting marked."""
+    fig = Figure(figsize=(6.8, 3.6), layout="constrained")
+    ax = fig.subplots()
+    for view, points in sweep.items():
+        topns = sorted(points)
+        mean, low, high = (np.array([points[t][k] for t in topns]) for k in range(3))
+        ax.errorbar(topns, mean, yerr=[mean - low, high - mean], marker="o", capsize=4, label=view)
+    ax.axhspan(uniform[1], uniform[2], color="grey", alpha=0.3)
+    ax.axhline(uniform[0], color="grey", ls="--", label="uniform map (mask area)")
+    if trained_topn is not None:
+        ax.axvline(trained_topn, color="black", lw=0.8, ls=":", label=f"trained at topn = {trained_topn}")
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("topn (m = 7, re-routed, not retrained)"), ax.set_ylabel("key-region energy (raw maps)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def routing_measures(result: dict, m: int, topn: int, title: str = "") -> Figure:
+    """Accuracy and key-region energy at one (m, topn): ``result`` has ``accuracy`` and ``energy[view]``
+    as (mean, low, high), ``same`` (share of predictions unchanged) and ``uniform`` (mean, low, high)."""
+    fig = Figure(figsize=(8.4, 3.2), layout="constrained")
+    left, right = fig.subplots(1, 2, width_ratios=[1, 1.6])
+    bars = {"accuracy": result["accuracy"], "same prediction": (result["same"],) * 3}
+    for x, (name, (mean, low, high)) in enumerate(bars.items()):
+        left.bar(x, mean, yerr=[[mean - low], [high - mean]], capsize=4, color=("tab:red", "tab:gray")[x])
+        left.text(x, mean / 2, f"{100 * mean:.1f}%", ha="center", color="white", fontsize=9)
+    left.set_xticks(range(len(bars)), list(bars), fontsize=8), left.set_ylim(0, 1.05)
+    left.set_title("test faces (95% CI)", fontsize=9)
+    views = list(result["energy"])
+    for x, view in enumerate(views):
+        mean, low, high = result["energy"][view]
+        right.bar(x, mean, yerr=[[mean - low], [high - mean]], capsize=4, color=("tab:blue", "tab:orange")[x % 2])
+    right.axhspan(result["uniform"][1], result["uniform"][2], color="grey", alpha=0.3)
+    right.axhline(result["uniform"][0], color="grey", ls="--", label="uniform map (mask area)")
+    right.set_xticks(range(len(views)), views, fontsize=8)
+    right.set_ylim(0, max(0.05, 1.15 * max(result["energy"][v][2] for v in views)))
+    right.set_title("KROAFE key-region energy, raw maps (95% CI)", fontsize=9)
+    right.legend(fontsize=7, loc="upper left")
+    fig.suptitle(title or f"m = {m}, topn = {topn}", fontsize=10)
+    return fig
+
+
+class RoutingMeasuresWidget(_PngView):
+    """Notebook 09: sliders for m and ``topn`` drive accuracy and KROAFE's key-region energy.
+
+    ``measure(m, topn)`` returns what :func:`routing_measures` draws; results are cached per
+    setting, so going back to a setting is instant. ``maximum``: the largest m (the map's side).
+    """
+
+    def __init__(self, measure, regions: int = 7, topn: int = 15, maximum: int = 7, title: str = ""):
+        import ipywidgets as w
+
+        check_routing(topn, regions, maximum)
+        self.measure, self.title, self.cache = measure, title, {}
+        style = {"style": {"description_width": "initial"}}
+        self.regions = w.IntSlider(value=regions, min=1, max=maximum, description="regions (m)",
+                                   continuous_update=False, **style)
+        self.topn = w.IntSlider(value=topn, min=1, max=regions * regions, description="topn",
+                                continuous_update=False, **style)
+        self._setup([self.regions, self.topn])
+        self.drawn = self._draw()
+
+    def __repr__(self) -> str:
+        return f"RoutingMeasuresWidget(regions={self.regions.value}, topn={self.topn.value})"
+
+    def update(self, regions: int | None = None, topn: int | None = None) -> dict:
+        """Set m and/or ``topn`` (validated together), redraw once, return what was drawn."""
+        regions = self.regions.value if regions is None else regions
+        topn = self.topn.value if topn is None else topn
+        check_routing(topn, regions, self.regions.max)
+        self._holding = True
+        try:
+            self.regions.value = regions
+            self.topn.max = regions * regions
+            self.topn.value = topn
+        finally:
+            self._holding = False
+        self.drawn = self._draw()
+        return self.drawn
+
+    def _on_change(self, change):
+        if change["owner"] is self.regions and not self._holding:
+            self._holding = True
+            self.topn.max = change["new"] ** 2  # clamps topn to the new grid
+            self._holding = False
+        super()._on_change(change)
+
+    def _draw(self) -> dict:
+        key = (self.regions.value, self.topn.value)
+        if key not in self.cache:
+            self.cache[key] = self.measure(*key)
+        self._show(routing_measures(self.cache[key], *key, title=f"{self.title}m = {key[0]}, topn = {key[1]}"))
+        return self.cache[key]

@@ -28,9 +28,7 @@ def faces():
 @pytest.fixture()
 def model():
     torch.manual_seed(0)
-    model = build_model("tiny", num_classes=6).eval()
-    model.eval_transform = eval_transform(112)
-    return model
+    return build_model("tiny", num_classes=6).eval()  # no eval_transform: the views use the preset's default
 
 
 @pytest.mark.parametrize("m", range(1, 8))
@@ -91,7 +89,7 @@ def test_attention_cost_draws_both_maps():
 
 def test_figures_have_one_panel_per_item(faces, model):
     picture = faces.images[0]
-    feats = model.features(model.eval_transform(picture)[None])
+    feats = model.features(eval_transform(112)(picture)[None])
     maps = [feats[f"L{i}"] for i in range(1, 5)]
     weights = [att.weights(l_i)[0] for l_i, att in zip(maps, model.mdpfa.attentions)]
     M, D = torch.randn(49, 49), torch.randint(0, 49, (49, 15))
@@ -122,7 +120,7 @@ def test_channel_weights_widget_follows_the_face(faces, model):
     assert [len(w) for w in first] == [16, 32, 64, 128]
     second = view.update(face=2)
     assert view.picker.value == 2 and not torch.equal(first[3], second[3])
-    feats = model.features(model.eval_transform(faces.images[2])[None])
+    feats = model.features(eval_transform(112)(faces.images[2])[None])
     torch.testing.assert_close(second[3], model.mdpfa.attentions[3].weights(feats["L4"])[0])
     bundle = view._repr_mimebundle_()
     assert base64.b64decode(bundle["image/png"]).startswith(PNG_MAGIC)

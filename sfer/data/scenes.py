@@ -162,53 +162,25 @@ def classroom_scene(seed: int = 0, width: int = 1280, height: int = 720, per_row
     image = Image.new("RGB", (width, height))
     draw = ImageDraw.Draw(image)
     _wall(draw, rng, width, height, window_left)
-    student_rng = [np.random.default_rng([seed, 1309, k]) for k in range(total)]
+    first_seat = np.cumsum([0] + per_row).tolist()  # seat k of row r: first_seat[r] + j
     students: list[Student] = []
     blur_done = row_blur_px * (len(per_row) - 1)
-    first = 0
-    seats = []
-    for r, n in enumerate(per_row):
-        seats.append(list(range(first, first + n)))
-        first += n
-    for r in reversed(range(len(per_row))):
-        side, cy, n = sides[r], centres[r], per_row[r]
+    for r in reversed(range(len(per_row))):  # back to front: nearer rows cover farther ones
+        side, n = sides[r], per_row[r]
         spacing = width / n
         stagger = 0.25 * spacing * (-1) ** r  # heads behind show between the heads in front
-        for j, k in enumerate(seats[r]):
-            g = student_rng[k]
-            identity = _draw_identity(g)
-            name = names[labels[k]]
-            expression = EXPRESSIONS[name].draw(g)
-            u = g.random(10).tolist()
-            occluder_draws = g.random(8)
-            scale = 1.0 + 0.06 * (2 * u[0] - 1)
-            cx = (j + 0.5) * spacing + stagger + 0.12 * spacing * (2 * u[1] - 1)
-            cx = min(max(cx, 0.6 * side), width - 0.6 * side)
-            cyk = cy + 0.05 * side * (2 * u[2] - 1)
-            pose = Pose(cx=cx, cy=cyk, rx=side * identity.face_width * scale, ry=side * identity.face_height * scale,
-                        roll=math.radians(8.0 * (2 * u[3] - 1)), yaw=math.radians(10.0 * (2 * u[4] - 1)))
-            occluder = "none" if u[5] >= occlusion else SCENE_OCCLUDERS[1 + int(u[6] * 4)]
-            face, key, held = face_ops(identity, expression, EXPRESSIONS[name].key_parts, pose, side / 112,
-                                       occluder if occluder != "laptop" else "none", occluder_draws)
-            _paint(draw, face + key + held)
-            if occluder == "laptop":  # an open lid on the desk, its top edge between the mouth and the chin
-                top = cyk + pose.ry * (0.35 + 0.4 * u[7])
-                half = side * (0.3 + 0.1 * u[8])
-                lid = _rgb(*(50 + 60 * occluder_draws[4:7]))
-                draw.rectangle((cx - half, top, cx + half, cy + 0.75 * side), fill=lid)
-            outline = pose.project([("polygon", _COS24 * _JAW, _SIN24, None, None, 0)])[0][1]
-            xs, ys = outline[0::2], outline[1::2]
-            box = (min(xs), min(ys), max(xs), max(ys))
-            square = (cx - side / 2, cyk - side / 2, cx + side / 2, cyk + side / 2)
-            origin, mask = _square_mask(square, key, width, height)
-            students.append(Student(box, square, labels[k], name, r, _face_landmarks(pose, identity, expression),
-                                    occluder, origin, mask))
-        desk_top = cy + 0.55 * side
+        for j in range(n):
+            k = first_seat[r] + j
+            cx = (j + 0.5) * spacing + stagger
+            students.append(_draw_student(draw, np.random.default_rng([seed, 1309, k]), names[labels[k]], labels[k],
+                                          r, cx, centres[r], side, spacing, occlusion, width, height))
+        desk_top = centres[r] + 0.55 * side
         wood = _rgb(150 + 30 * rng.random(), 105 + 20 * rng.random(), 65)
         desk_bottom = height if r == 0 else desk_top + 0.9 * side  # the front panel hides the bodies
         draw.rectangle((0, desk_top, width, desk_bottom), fill=_shade(wood, 0.75))
         draw.rectangle((0, desk_top, width, desk_top + 0.3 * side), fill=wood)
         draw.rectangle((0, desk_top, width, desk_top + 0.05 * side), fill=_shade(wood, 1.15))
+        # Blur what is painted so far, so that row r ends with r * row_blur_px in quadrature.
         blur_next = row_blur_px * max(r - 1, 0)
         sigma = math.sqrt(max(blur_done ** 2 - blur_next ** 2, 0.0)) if r > 0 else 0.0
         if sigma > 0:
@@ -223,6 +195,38 @@ def classroom_scene(seed: int = 0, width: int = 1280, height: int = 720, per_row
     frame = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
     students.sort(key=lambda s: (s.row, s.box[0]))
     return Scene(frame, students, names, int(seed))
+
+
+def _draw_student(draw: ImageDraw.ImageDraw, g: np.random.Generator, name: str, label: int, row: int,
+                  seat_x: float, row_y: float, side: float, spacing: float, occlusion: float,
+                  width: int, height: int) -> Student:
+    """Paint one student (face, key parts, occluder) around a seat and return its ground truth.
+
+    ``side`` is the row's training-square side; ``g`` the student's own random stream.
+    """
+    identity = _draw_identity(g)
+    expression = EXPRESSIONS[name].draw(g)
+    u = g.random(10).tolist()
+    occluder_draws = g.random(8)
+    scale = 1.0 + 0.06 * (2 * u[0] - 1)
+    cx = min(max(seat_x + 0.12 * spacing * (2 * u[1] - 1), 0.6 * side), width - 0.6 * side)
+    cy = row_y + 0.05 * side * (2 * u[2] - 1)
+    pose = Pose(cx=cx, cy=cy, rx=side * identity.face_width * scale, ry=side * identity.face_height * scale,
+                roll=math.radians(8.0 * (2 * u[3] - 1)), yaw=math.radians(10.0 * (2 * u[4] - 1)))
+    occluder = "none" if u[5] >= occlusion else SCENE_OCCLUDERS[1 + int(u[6] * 4)]
+    face, key, held = face_ops(identity, expression, EXPRESSIONS[name].key_parts, pose, side / 112,
+                               occluder if occluder != "laptop" else "none", occluder_draws)
+    _paint(draw, face + key + held)
+    if occluder == "laptop":  # an open lid on the desk, its top edge between the mouth and the chin
+        top = cy + pose.ry * (0.35 + 0.4 * u[7])
+        half = side * (0.3 + 0.1 * u[8])
+        draw.rectangle((cx - half, top, cx + half, row_y + 0.75 * side), fill=_rgb(*(50 + 60 * occluder_draws[4:7])))
+    outline = pose.project([("polygon", _COS24 * _JAW, _SIN24, None, None, 0)])[0][1]  # the head, in pixels
+    xs, ys = outline[0::2], outline[1::2]
+    square = (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
+    origin, mask = _square_mask(square, key, width, height)
+    return Student((min(xs), min(ys), max(xs), max(ys)), square, label, name, row,
+                   _face_landmarks(pose, identity, expression), occluder, origin, mask)
 
 
 def _square_mask(square, key_ops, width: int, height: int) -> tuple[tuple[int, int], np.ndarray]:

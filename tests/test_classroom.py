@@ -185,6 +185,14 @@ def test_cli_grayscale_frame(tmp_path, scene):
     assert all(r["heatmap"] == "" for r in rows)
 
 
+def test_cli_sixteen_bit_grayscale_frame(tmp_path, scene):
+    frame = tmp_path / "gray16.png"
+    Image.fromarray(np.asarray(scene.image.convert("L")).astype(np.uint16) * 257).save(frame)
+    assert Image.open(frame).mode.startswith("I")
+    assert main(["classroom", str(frame), "--out", str(tmp_path / "out"), "--views", "none"]) == 0
+    assert len(_read_csv(tmp_path / "out" / "students.csv")) >= 6
+
+
 def test_cli_no_face_is_an_empty_table_and_success(tmp_path, capsys):
     frame = tmp_path / "wall.png"
     Image.new("RGB", (640, 480), (200, 200, 190)).save(frame)

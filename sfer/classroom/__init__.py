@@ -12,7 +12,7 @@ MTCNN comes from facenet-pytorch, installed without its torch pin (``INSTALL_COM
 """
 
 from .align import LANDMARK_WEIGHTS, TEMPLATE, TRAINING_SIDE, aligned_crop, box_crop, similarity, square_crop
-from .detect import INSTALL_COMMAND, LANDMARKS, ClassroomError, Detections, FaceDetector, iou, match
+from .detect import INSTALL_COMMAND, LANDMARKS, ClassroomError, Detections, FaceDetector, as_rgb, iou, match
 from .pipeline import (
     CROPS,
     VIEWS,
@@ -30,7 +30,7 @@ from .pipeline import (
 
 __all__ = [
     "LANDMARK_WEIGHTS", "TEMPLATE", "TRAINING_SIDE", "aligned_crop", "box_crop", "similarity", "square_crop",
-    "INSTALL_COMMAND", "LANDMARKS", "ClassroomError", "Detections", "FaceDetector", "iou", "match",
+    "INSTALL_COMMAND", "LANDMARKS", "ClassroomError", "Detections", "FaceDetector", "as_rgb", "iou", "match",
     "CROPS", "VIEWS", "Room", "Student", "analyse", "annotate", "classify", "columns", "crops_for",
     "heatmap_strip", "read_frame", "write_outputs",
 ]

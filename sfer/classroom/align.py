@@ -33,6 +33,8 @@ import math
 import numpy as np
 from PIL import Image
 
+from .detect import as_rgb
+
 TRAINING_SIDE = 112
 LANDMARK_WEIGHTS = np.array([3.0, 3.0, 1.0, 0.5, 0.5])  # eyes, nose, mouth corners
 # (5, 2) x, y in the 112-pixel training square, in MTCNN's order (image-left eye first).
@@ -73,14 +75,9 @@ def aligned_crop(frame: Image.Image, landmarks: np.ndarray, size: int = TRAINING
     scale = math.ceil(min(4.0, max(1.0, 1.0 / _zoom(landmarks, size))))
     forward = similarity(landmarks, TEMPLATE * (size * scale / TRAINING_SIDE), LANDMARK_WEIGHTS)  # frame -> crop
     inverse = np.linalg.inv(np.vstack([forward, [0.0, 0.0, 1.0]]))[:2]  # crop -> frame, what PIL samples
-    warped = _rgb(frame).transform((size * scale,) * 2, Image.AFFINE, inverse.ravel().tolist(),
+    warped = as_rgb(frame).transform((size * scale,) * 2, Image.AFFINE, inverse.ravel().tolist(),
                                    resample=Image.BILINEAR)
     return warped if scale == 1 else warped.resize((size, size), Image.BILINEAR)
-
-
-def _rgb(image: Image.Image) -> Image.Image:
-    """``image`` itself when it is RGB (no copy of a large frame per face), else converted."""
-    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def _zoom(landmarks: np.ndarray, size: int) -> float:
@@ -90,7 +87,7 @@ def _zoom(landmarks: np.ndarray, size: int) -> float:
 
 def box_crop(frame: Image.Image, box, size: int = TRAINING_SIDE) -> Image.Image:
     """The naive crop: the box as it is, resized to (size, size) (a non-square box is squashed)."""
-    return _rgb(frame.crop(tuple(float(v) for v in box))).resize((size, size), Image.BILINEAR)
+    return as_rgb(frame.crop(tuple(float(v) for v in box))).resize((size, size), Image.BILINEAR)
 
 
 def square_crop(frame: Image.Image, square, size: int = TRAINING_SIDE) -> Image.Image:

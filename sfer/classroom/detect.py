@@ -70,8 +70,8 @@ class FaceDetector:
         self.max_side = int(max_side)
 
     def __call__(self, frame: Image.Image) -> Detections:
-        """Faces in ``frame`` (any PIL mode; grayscale is replicated to RGB)."""
-        frame = frame.convert("RGB")
+        """Faces in ``frame`` (any PIL mode; grayscale, 16-bit included, is replicated to RGB)."""
+        frame = as_rgb(frame)
         scale = min(1.0, self.max_side / max(frame.size))
         small = frame if scale == 1.0 else frame.resize(
             (max(1, round(frame.width * scale)), max(1, round(frame.height * scale))), Image.BILINEAR)
@@ -88,6 +88,21 @@ class FaceDetector:
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, frame.height)
         order = _reading_order(boxes[:, :4])
         return Detections(boxes[order, :4], boxes[order, 4], points[order])
+
+
+def as_rgb(image: Image.Image) -> Image.Image:
+    """``image`` as 8-bit RGB: itself if it already is; 16-bit and float grayscale scaled, not clipped, to 0..255.
+
+    (PIL's own ``convert("RGB")`` clips a 16-bit frame at 255, which turns it white.)
+    """
+    if image.mode == "RGB":
+        return image
+    if image.mode.startswith("I") or image.mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        peak = float(values.max()) if values.size else 0.0
+        top = 255.0 if peak <= 255 else 65535.0 if peak <= 65535 else peak
+        return Image.fromarray(np.clip(values * (255.0 / top) + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
+    return image.convert("RGB")
 
 
 def _empty() -> Detections:

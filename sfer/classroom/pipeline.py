@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 from sfer.explain import class_names, compute_cam, overlay, to_batch
 
 from .align import aligned_crop, box_crop
-from .detect import LANDMARKS, ClassroomError, Detections, FaceDetector
+from .detect import LANDMARKS, ClassroomError, Detections, FaceDetector, as_rgb
 
 CROPS = ("aligned", "box")
 VIEWS = ("gradcam", "sources")  # Grad-CAM of KROAFE, and where its evidence was read (the sources view)
@@ -123,7 +123,7 @@ def analyse(frame: Image.Image, model: nn.Module, detector: FaceDetector | None 
     unknown = [v for v in views if v not in VIEWS]
     if unknown:
         raise ValueError(f"unknown heatmap views {unknown}; choose from {VIEWS}")
-    frame = frame.convert("RGB")
+    frame = as_rgb(frame)
     detections = (detector or FaceDetector())(frame)
     crops = crops_for(frame, detections, crop)
     probabilities = classify(model, crops)

@@ -1,11 +1,11 @@
-"""Explainer latency: one KROAFE Grad-CAM of one image, and one Explorer slider move.
+"""Explainer latency: one KROAFE Grad-CAM and one KROAFE sources map of one image, and Explorer slider moves.
 
     python benchmarks/explain_latency.py          # the shipped tiny checkpoints, CPU
 
 A slider move is ``Explorer.update`` with a new ``topn`` or region count m: it
 recomputes the full model's L4 and KROAFE maps, probabilities and routing (the rw
 model's window map is cached), redraws the figure and encodes the PNG the browser
-shows. Each figure is the median (and the worst) of ``--repeats`` timings after
+shows; it is timed in both views (Grad-CAM, and sources of the attention blocks). Each figure is the median (and the worst) of ``--repeats`` timings after
 ``--warmup`` calls. The targets (issue 5): both under 0.5 s on a 2-core CPU.
 
 Prints a markdown table headed by the machine (paste it into docs/explainability.md).
@@ -58,20 +58,25 @@ def main() -> None:
     model = load_model(args.checkpoint)
     image = synthetic_faces(1, seed=7).images[0]
     cam = timings(lambda: compute_cam(model, image, "kroafe"), args.warmup, args.repeats)
+    sources = timings(lambda: compute_cam(model, image, "kroafe", method="sources"), args.warmup, args.repeats)
 
     explorer = Explorer(checkpoint=args.checkpoint, window_checkpoint=args.window_checkpoint,
                         images=synthetic_faces(4, seed=7).images)
-    topn = iter(range(10 ** 6))
-    move_topn = timings(lambda: explorer.update(topn=1 + next(topn) % 49), args.warmup, args.repeats)
-    regions = iter(range(10 ** 6))
-    move_regions = timings(lambda: explorer.update(regions=1 + next(regions) % 7), args.warmup, args.repeats)
+    rows = [("one KROAFE Grad-CAM, one image", cam), ("one KROAFE sources map, one image", sources)]
+    for view in ("gradcam", "sources"):
+        explorer.update(view=view, regions=7, topn=15)
+        topn = iter(range(10 ** 6))
+        rows.append((f"Explorer ({view} view): topn slider move",
+                     timings(lambda: explorer.update(topn=1 + next(topn) % 49), args.warmup, args.repeats)))
+        regions = iter(range(10 ** 6))
+        rows.append((f"Explorer ({view} view): regions slider move",
+                     timings(lambda: explorer.update(regions=1 + next(regions) % 7), args.warmup, args.repeats)))
 
     print(f"Machine: {machine()}; torch {torch.__version__}; checkpoints {Path(args.checkpoint).name}, "
           f"{Path(args.window_checkpoint).name}\n")
     print("| operation | median (s) | worst (s) | target |")
     print("| --- | --- | --- | --- |")
-    for name, values in (("one KROAFE Grad-CAM, one image", cam), ("Explorer: topn slider move", move_topn),
-                         ("Explorer: regions slider move", move_regions)):
+    for name, values in rows:
         print(f"| {name} | {statistics.median(values):.3f} | {max(values):.3f} | < 0.5 |")
 
 

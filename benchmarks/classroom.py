@@ -64,9 +64,11 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=100)
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=720)
+    parser.add_argument("--thresholds", type=float, nargs=3, default=(0.6, 0.7, 0.7), metavar=("P", "R", "O"),
+                        help="MTCNN's score thresholds (default: its own 0.6 0.7 0.7)")
     args = parser.parse_args()
 
-    model, detector = load_model(args.checkpoint), FaceDetector()
+    model, detector = load_model(args.checkpoint), FaceDetector(thresholds=args.thresholds)
     load_before = os.getloadavg()
     colour, gray = SceneScore(), SceneScore()
     frame_s, detect_s = [], []
@@ -87,7 +89,8 @@ def main() -> None:
     faces, matched = colour.faces, colour.matched
     print(f"Machine: {machine()}; load average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after\n")
     print(f"{args.scenes} scenes of {args.width} x {args.height} (seeds {args.first_seed}.."
-          f"{args.first_seed + args.scenes - 1}), {faces} students; checkpoint {Path(args.checkpoint).name}\n")
+          f"{args.first_seed + args.scenes - 1}), {faces} students; checkpoint {Path(args.checkpoint).name}; "
+          f"MTCNN thresholds {tuple(args.thresholds)}\n")
     print("| measure | value [95% interval] |")
     print("| --- | --- |")
     print(f"| detection recall at IoU 0.5 | {wilson(matched, faces)} |")

@@ -222,6 +222,19 @@ def test_cli_missing_file_and_bad_view(tmp_path, capsys):
         main(["classroom", "x.png", "--out", "o", "--views", "gradcam,energy"])
 
 
+def test_cli_thresholds(tmp_path, scene, capsys):
+    frame = tmp_path / "frame.png"
+    scene.image.save(frame)
+    assert main(["classroom", str(frame), "--out", str(tmp_path / "bad"), "--thresholds", "0.6", "0.7", "1.5"]) == 1
+    assert "--thresholds" in capsys.readouterr().err
+    counts = []
+    for name, thresholds in (("default", ["0.6", "0.7", "0.7"]), ("low", ["0.5", "0.6", "0.5"])):
+        out = tmp_path / name
+        assert main(["classroom", str(frame), "--out", str(out), "--views", "none", "--thresholds", *thresholds]) == 0
+        counts.append(len(_read_csv(out / "students.csv")))
+    assert counts[1] >= counts[0]
+
+
 def test_viewer_picks_a_scene_and_a_student(model, detector, scene):
     from sfer.classroom.figures import StudentViewer
 

@@ -25,7 +25,9 @@ def run(args: argparse.Namespace) -> int:
         frame = read_frame(args.frame)
         checkpoint = Path(args.checkpoint) if args.checkpoint else _shipped_checkpoint()
         model = load_model(checkpoint)
-        detector = FaceDetector(min_face=args.min_face, max_side=args.max_side)
+        if not all(0.0 < t < 1.0 for t in args.thresholds):
+            raise ValueError(f"--thresholds must lie between 0 and 1, got {args.thresholds}")
+        detector = FaceDetector(min_face=args.min_face, thresholds=args.thresholds, max_side=args.max_side)
         room = analyse(frame, model, detector, crop=args.crop, views=views)
     except (ClassroomError, CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"sfer classroom: error: {err}", file=sys.stderr)
@@ -77,6 +79,9 @@ def register(subparsers) -> None:
                         help="heatmaps per student, comma-separated from gradcam,sources, or none "
                              "(default gradcam,sources)")
     parser.add_argument("--min-face", type=int, default=20, help="smallest face side searched, pixels (default 20)")
+    parser.add_argument("--thresholds", type=float, nargs=3, default=(0.6, 0.7, 0.7), metavar=("P", "R", "O"),
+                        help="MTCNN's P-, R- and O-Net score thresholds (default 0.6 0.7 0.7; lower finds more faces "
+                             "and more false alarms, see docs/classroom.md)")
     parser.add_argument("--max-side", type=int, default=1600,
                         help="frames with a longer side are downscaled to it for detection (default 1600)")
     parser.set_defaults(func=run)

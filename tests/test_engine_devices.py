@@ -53,6 +53,8 @@ def test_one_fixed_gpu_for_every_torchrun_process_is_refused(two_gpus, monkeypat
 def test_bad_devices_are_clear_errors(two_gpus, monkeypatch):
     with pytest.raises(ValueError, match=r"cuda:2 does not exist: torch sees 2 GPU\(s\)"):
         distributed.resolve_device("cuda:2")
+    with pytest.raises(ValueError, match="LOCAL_RANK=2 takes GPU cuda:2, but it sees 2 GPU"):
+        distributed.resolve_device("cuda", local_rank=2, world_size=3)
     with pytest.raises(ValueError, match="'gpu' is not a device"):
         distributed.resolve_device("gpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

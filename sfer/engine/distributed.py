@@ -75,11 +75,15 @@ def resolve_device(device: str | torch.device = "auto", local_rank: int = 0, wor
     if device.index is not None and world_size > 1:
         raise ValueError(f"--device {device} puts all {world_size} torchrun processes on one GPU: use --device cuda "
                          f"(process LOCAL_RANK takes GPU LOCAL_RANK) and pick GPUs with CUDA_VISIBLE_DEVICES")
+    visible = torch.cuda.device_count()
     if device.index is None:
+        if local_rank >= visible:
+            raise ValueError(f"torchrun process LOCAL_RANK={local_rank} takes GPU cuda:{local_rank}, but it sees "
+                             f"{visible} GPU(s): start at most {visible} processes per machine, and let every "
+                             f"process see every GPU (no per-process CUDA_VISIBLE_DEVICES)")
         device = torch.device("cuda", local_rank)
-    if device.index >= torch.cuda.device_count():
-        raise ValueError(f"--device {device} does not exist: torch sees {torch.cuda.device_count()} GPU(s) "
-                         f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
+    if device.index >= visible:
+        raise ValueError(f"--device {device} does not exist: torch sees {visible} GPU(s) (cuda:0..cuda:{visible - 1})")
     return device
 
 

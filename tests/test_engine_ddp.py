@@ -125,7 +125,7 @@ def test_two_gloo_processes_with_sync_batchnorm_match_one_process(tmp_path, monk
     would draw them from its own RNG), what is left is batch norm: synchronised, it
     normalises over the global batch as one process does, and the two runs agree to
     float rounding (losses to 1e-3, measured 4e-5 at the test); per-process batch
-    norm normalises over 8 images instead of 16 and the runs part (losses 5e-3..2e-2)."""
+    norm normalises over 8 images instead of 16 and the runs part (losses 4e-3 to 3e-2)."""
     settings = dict(SETTINGS, flip=False)
     monkeypatch.setitem(sfer_mdfae.PRESETS, "tiny", dataclasses.replace(sfer_mdfae.PRESETS["tiny"], dropout=0.0))
     cfg, _ = resolve_config(**settings)

@@ -605,9 +605,10 @@ def routing_measures(result: dict, m: int, topn: int, title: str = "") -> Figure
     as (mean, low, high), ``same`` (share of predictions unchanged) and ``uniform`` (mean, low, high)."""
     fig = Figure(figsize=(8.4, 3.2), layout="constrained")
     left, right = fig.subplots(1, 2, width_ratios=[1, 1.6])
-    bars = {"accuracy": result["accuracy"], "same prediction": (result["same"],) * 3}
+    bars = {"accuracy": result["accuracy"], "same prediction": (result["same"],) * 3}  # a count: no interval
     for x, (name, (mean, low, high)) in enumerate(bars.items()):
-        left.bar(x, mean, yerr=[[mean - low], [high - mean]], capsize=4, color=("tab:red", "tab:gray")[x])
+        left.bar(x, mean, yerr=[[mean - low], [high - mean]] if high > low else None, capsize=4,
+                 color=("tab:red", "tab:gray")[x])
         left.text(x, mean / 2, f"{100 * mean:.1f}%", ha="center", color="white", fontsize=9)
     left.set_xticks(range(len(bars)), list(bars), fontsize=8), left.set_ylim(0, 1.05)
     left.set_title("test faces (95% CI)", fontsize=9)
@@ -615,6 +616,7 @@ def routing_measures(result: dict, m: int, topn: int, title: str = "") -> Figure
     for x, view in enumerate(views):
         mean, low, high = result["energy"][view]
         right.bar(x, mean, yerr=[[mean - low], [high - mean]], capsize=4, color=("tab:blue", "tab:orange")[x % 2])
+        right.text(x, mean / 2, f"{mean:.3f}", ha="center", color="white", fontsize=9)
     right.axhspan(result["uniform"][1], result["uniform"][2], color="grey", alpha=0.3)
     right.axhline(result["uniform"][0], color="grey", ls="--", label="uniform map (mask area)")
     right.set_xticks(range(len(views)), views, fontsize=8)

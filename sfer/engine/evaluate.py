@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from sklearn.metrics import classification_report
 from torch.utils.data import DataLoader, Dataset, Subset
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: a notebook widget bar is saved as a stale "0%" without a kernel
 
 from sfer.data import DATASET_SPLITS, build_dataset, eval_transform, synthetic_splits, train_transform
 

@@ -42,7 +42,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: a notebook widget bar is saved as a stale "0%" without a kernel
 
 from sfer.data import IMAGENET_MEAN, IMAGENET_STD
 from sfer.models import PRESETS, CheckpointError, build_model, load_ir50

@@ -208,7 +208,7 @@ class Policy:
     intra_op_threads: int
     interactive_threads: int
     thread_count: str  # "set", "kept (OMP_NUM_THREADS=...)" or "off"
-    wait_policy: str  # "adaptive", "left to libgomp (...)", "no libgomp (...)" or "off"
+    wait_policy: str  # "adaptive", "left to libgomp (...)", "left to the OpenMP runtime (not libgomp)" or "off"
     openmp: str | None
 
 

@@ -40,9 +40,10 @@ def run_python(code: str, **env: str) -> dict:
 
 @pytest.mark.parametrize("first", ["torch", "sfer"])
 def test_import_applies_the_policy_whatever_was_imported_first(first):
+    plain = run_python("import json, torch; print(json.dumps(torch.get_num_threads()))", SFER_THREADS="off")
     report = run_python(f"import {first}\n" + REPORT)
     assert report["enabled"] and report["thread_count"] == "set"
-    assert report["intra_op_threads"] == report["torch_threads"] == min(report["cores"], torch.get_num_threads())
+    assert report["intra_op_threads"] == report["torch_threads"] == min(report["cores"], plain)
     assert report["interactive_threads"] == 1
     if libgomp_path() is not None:
         assert report["wait_policy"] == "adaptive"

@@ -74,7 +74,8 @@ def test_bad_settings_are_refused(explorer):
 def test_sources_view_switches_the_attention_panels(explorer, tmp_path):
     gradcam = explorer.update(view="gradcam", topn=15, regions=7, image=0)
     sources = explorer.update(view="sources")
-    assert np.array_equal(gradcam["l4"], sources["l4"])  # L4 has no attention: always its CAM
+    # L4 has no attention: always its CAM (recomputed, so equal up to the thread split's rounding)
+    np.testing.assert_allclose(gradcam["l4"], sources["l4"], atol=1e-4)
     for t in ("window", "kroafe"):
         assert not np.allclose(gradcam[t], sources[t], atol=1e-3)
         assert 0 <= sources[t].min() and sources[t].max() <= 1

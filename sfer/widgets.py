@@ -41,6 +41,7 @@ from sfer.explain.figures import TITLES, overlay, probabilities
 from sfer.explain.loading import CHECKPOINTS, class_names, embedded_samples, load_model, to_batch, to_rgb
 from sfer.explain.routing import draw_routing, region_boxes
 from sfer.models.kroa import check_routing
+from sfer.threads import interactive
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
@@ -203,6 +204,7 @@ class Explorer:
         ax.set_title("probabilities (SFER-MDFAE)", fontsize=9)
         ax.yaxis.tick_right()
 
+    @interactive  # a redraw is many small operators: one thread never waits on a descheduled share
     def _draw(self) -> dict[str, np.ndarray]:
         _, image = self.images[self.picker.value]
         method = self.method.value

@@ -25,6 +25,7 @@ The view switch shows the attention panels two ways: Grad-CAM of the block's out
 
 from __future__ import annotations
 
+import base64
 import io
 import math
 from pathlib import Path
@@ -150,10 +151,17 @@ class Explorer:
         path.write_bytes(self.view.value)
         return path
 
-    def _ipython_display_(self):
-        from IPython.display import display
+    def __repr__(self) -> str:
+        return (f"Explorer(image={self.images[self.picker.value][0]!r}, view={self.heatmaps.value!r}, "
+                f"method={self.method.value!r}, regions={self.regions.value}, topn={self.topn.value}, "
+                f"query={self.query.value})")
 
-        display(self.widget)
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        # the widget where a kernel draws it; the picture shown now where none does (GitHub, nbviewer)
+        data = self.widget._repr_mimebundle_()
+        data["text/plain"] = repr(self)
+        data["image/png"] = base64.b64encode(self.view.value).decode("ascii")
+        return data
 
     # ------------------------------------------------------------------ events
 

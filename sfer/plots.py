@@ -32,6 +32,7 @@ from matplotlib.figure import Figure
 from sfer.explain.loading import transform_for
 from sfer.explain.routing import draw_routing, region_boxes
 from sfer.models.kroa import check_routing
+from sfer.models.regions import region_ids
 
 SCALE_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red")
 
@@ -208,12 +209,6 @@ def weights_across_faces(weights: torch.Tensor, labels: Sequence[str], scale: in
 
 # ----------------------------------------------------------------------------- 04: KROA
 
-def region_ids(h: int, w: int, m: int) -> torch.Tensor:
-    """Row-major region index of every patch (H, W) for m x m regions of a map padded to ceil(H/m) m."""
-    cell_h, cell_w = math.ceil(h / m), math.ceil(w / m)
-    return (torch.arange(h)[:, None] // cell_h) * m + torch.arange(w)[None, :] // cell_w
-
-
 def region_grids(m_values: Sequence[int], h: int = 7, w: int = 7) -> Figure:
     """The H x W map with each patch's region number, for every m in ``m_values``."""
     fig = Figure(figsize=(3 * len(m_values), 3.2), layout="constrained")
@@ -257,17 +252,10 @@ def patch_attention(kroa: nn.Module, x: torch.Tensor, patch: int) -> torch.Tenso
     """One patch's attention weights over the map, averaged over the heads (eq 11): (H, W).
 
     ``x``: KROA's channel-last input (H, W, C). Zero outside the patches of the ``topn``
-    regions its region routes to, as in ``KeyRegionAttention.forward``.
+    regions its region routes to: the module's own ``attention_probabilities``.
     """
-    h, w, c = x.shape
-    heads = kroa.num_heads
-    with torch.no_grad():
-        q, k, _ = kroa.qkv(x).reshape(h * w, 3, heads, c // heads).unbind(1)  # (HW, heads, d) each
-        ids = region_ids(h, w, kroa.regions).flatten().to(x.device)  # (HW,)
-        routed = kroa.routing(x[None])[0, ids[patch]]  # (topn,)
-        scores = torch.einsum("hd,nhd->hn", q[patch], k) * (c // heads) ** -0.5  # (heads, HW)
-        scores = scores.masked_fill(~torch.isin(ids, routed), float("-inf"))
-        return scores.softmax(dim=-1).mean(0).reshape(h, w)
+    h, w, _ = x.shape
+    return kroa.attention_probabilities(x[None])[0, :, patch].mean(0).reshape(h, w)
 
 
 def routing_panels(picture, mask: np.ndarray | None, routing: torch.Tensor, queries: Sequence[int], regions: int,

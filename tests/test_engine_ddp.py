@@ -26,7 +26,8 @@ from sfer.engine.evaluate import build_splits
 from sfer.engine.train import resolve_config
 from sfer.models import sfer_mdfae
 
-SETTINGS = dict(num_train=64, num_val=32, num_test=32, batch_size=16, epochs=2, device="cpu", num_workers=0)
+SETTINGS = dict(num_train=64, num_val=32, num_test=32, batch_size=16, epochs=2, device="cpu", num_workers=0,
+                compile=False)
 PREPROCESSING = {"image_size": 112, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 
 

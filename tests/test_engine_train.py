@@ -22,7 +22,8 @@ from sfer.engine.train import load_optimizer_state, resolve_config, train_one_ep
 from sfer.models import CheckpointError, build_model
 
 # Small enough for seconds per run on two CPU cores; CPU + num_workers=0 is bit-reproducible.
-SMALL = dict(num_train=48, num_val=24, num_test=24, batch_size=16, epochs=2, device="cpu", num_workers=0)
+SMALL = dict(num_train=48, num_val=24, num_test=24, batch_size=16, epochs=2, device="cpu", num_workers=0,
+             compile=False)
 
 
 @pytest.fixture(scope="module")

@@ -178,3 +178,38 @@ def test_profile_cli_writes_table(tmp_path, capsys):
     text = out.read_text()
     assert "| tiny | full |" in text and "| tiny | rw |" in text
     assert "| tiny | full |" in capsys.readouterr().out
+
+
+def test_window_attention_is_kroas_matched_control():
+    """rw differs from KROA only in which keys a query reads: the same parameters (names and
+    shapes), and with one window over the whole map it equals KROA at topn = m^2."""
+    from sfer.models.kroa import KROAFE
+    from sfer.models.window import WindowAttentionFE
+
+    kroa = KROAFE(32, num_heads=4, regions=7, topn=49).eval()
+    window = WindowAttentionFE(32, num_heads=4, window_size=7).eval()
+    shapes = lambda m: {k: tuple(v.shape) for k, v in m.state_dict().items()}  # noqa: E731
+    assert shapes(kroa) == shapes(window)
+    window.load_state_dict(kroa.state_dict())
+    l4 = torch.randn(2, 32, 7, 7)
+    torch.testing.assert_close(window(l4), kroa(l4))
+    torch.testing.assert_close(window(l4, frozen=l4), kroa(l4), rtol=1e-5, atol=1e-5)
+    full, rw = build_model("tiny", "full", num_classes=6), build_model("tiny", "rw", num_classes=6)
+    assert shapes(full.kroafe) == shapes(rw.window_fe)
+
+
+def test_attention_probabilities_match_the_forward():
+    """Each module's dense attention_probabilities (what plots draw) gives its forward output."""
+    torch.manual_seed(0)
+    for variant, block in (("full", "kroafe"), ("rw", "window_fe")):
+        model = build_model("tiny", variant, num_classes=6).eval()
+        fe = getattr(model, block)
+        l4 = torch.randn(2, 128, 7, 7)
+        x = fe.norm(l4.permute(0, 2, 3, 1))  # (B, H, W, C)
+        probs = fe.attention_probabilities(l4)  # (B, heads, HW, HW)
+        attn = fe.attention
+        b, h, w, c = x.shape
+        v = attn.qkv(x).reshape(b, h * w, 3, attn.num_heads, c // attn.num_heads)[:, :, 2].transpose(1, 2)
+        lepe = attn.lepe(v.transpose(1, 2).reshape(b, h, w, c).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        out = attn.proj((probs @ v).transpose(1, 2).reshape(b, h, w, c)) + lepe
+        torch.testing.assert_close(out, attn(x), rtol=1e-5, atol=1e-5)

@@ -13,7 +13,7 @@ from pathlib import Path
 from sfer.data.cli import plain_data_warnings
 from sfer.models import PRESETS, VARIANTS
 
-from .config import DATASETS
+from .config import DATASETS, REGIMES
 from .evaluate import evaluate_checkpoint
 from .train import NonFiniteLossError, fit
 
@@ -22,7 +22,7 @@ _USER_ERRORS = (FileNotFoundError, ValueError, NonFiniteLossError)
 
 # flag -> TrainConfig field, for the flags that map one to one
 _TRAIN_FLAGS = ("preset", "variant", "topn", "regions", "ir50", "data", "dataset", "num_train", "num_val",
-                "num_test", "data_seed", "nuisance", "skip_bad", "affectnet_classes", "crop_faces", "flip", "erase_p",
+                "num_test", "data_seed", "regime", "nuisance", "skip_bad", "affectnet_classes", "crop_faces", "flip", "erase_p",
                 "epochs", "batch_size", "lr", "weight_decay", "patience",
                 "schedule", "seed", "out", "resume", "device", "amp", "compile", "num_workers",
                 "save_every", "sync_batchnorm")
@@ -82,14 +82,17 @@ def register(subparsers) -> None:
     arg("--num-val", type=int, help="synthetic validation images")
     arg("--num-test", type=int, help="synthetic test images")
     arg("--data-seed", type=int, help="seed of the synthetic faces")
-    arg("--nuisance", type=float, help="strength of the synthetic faces' classroom nuisances, 0..1 (default 1)")
+    arg("--regime", choices=list(REGIMES),
+        help="synthetic faces: default, or hard (every nuisance at full strength, cues at half: the tiny model "
+             "off the ceiling)")
+    arg("--nuisance", type=float, help="strength of the synthetic faces' classroom nuisances, 0..1 (default 0.5)")
     arg("--skip-bad", action="store_true", default=None, help="skip unreadable images with a warning")
     arg("--affectnet-classes", type=int, choices=(7, 8),
         help="AffectNet: 7 classes (default, the paper's; contempt excluded) or 8 with contempt")
     arg("--crop-faces", action=argparse.BooleanOptionalAction, default=None,
         help="AffectNet's official CSV: crop each image to its face box (default on)")
     arg("--flip", action=argparse.BooleanOptionalAction, default=None, help="random horizontal flip (default on)")
-    arg("--erase-p", type=float, help="probability of random erasing (default 0.5, the paper's)")
+    arg("--erase-p", type=float, help="probability of random erasing (default 0 on the synthetic faces; the paper's is 0.5)")
     arg("--epochs", type=int, help="maximum epochs")
     arg("--batch-size", type=int, help="global batch size (split across torchrun processes)")
     arg("--lr", type=float, help="Adam learning rate")
@@ -100,8 +103,10 @@ def register(subparsers) -> None:
     arg("--out", help="output folder (default runs/<dataset>-<preset>-<variant>)")
     arg("--resume", help="continue from a last.pt")
     arg("--device", help="auto (default), cpu, cuda or cuda:N")
-    arg("--amp", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast on CUDA (default on)")
-    arg("--compile", action="store_true", default=None, help="torch.compile the model")
+    arg("--amp", action=argparse.BooleanOptionalAction, default=None,
+        help="bf16 autocast where the device runs bf16 natively: CUDA, AVX512-BF16/AMX CPUs (default on)")
+    arg("--compile", action=argparse.BooleanOptionalAction, default=None,
+        help="torch.compile the model (default: on a CPU that runs bf16 natively, off elsewhere)")
     arg("--save-every", type=int, help="write last.pt every N epochs and after the last (default 1)")
     arg("--sync-batchnorm", action=argparse.BooleanOptionalAction, default=None,
         help="under torchrun, batch norm over the global batch (default on)")

@@ -56,6 +56,21 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bf16 natively, so that bf16 autocast speeds it up.
+
+    CUDA: ``torch.cuda.is_bf16_supported()`` (Ampere and later). CPU: the AVX512-BF16 or
+    AMX instructions, as torch's own CPU probe reports them; elsewhere oneDNN emulates
+    bf16 and it is slower than fp32, so such CPUs train in plain fp32.
+    """
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
 def resolve_device(device: str | torch.device = "auto", local_rank: int = 0, world_size: int = 1) -> torch.device:
     """``auto`` picks CUDA when it is there, else the CPU; ``cuda`` is the GPU of ``local_rank``.
 

@@ -49,7 +49,7 @@ def build_splits(cfg: TrainConfig, preprocessing: dict[str, Any], splits=("train
             raise ValueError(f"--data {cfg.data} needs --dataset naming its loader, one of {list(DATASET_SPLITS)} "
                              f"(the synthetic data set generates its data and takes --data synthetic)")
         generated = synthetic_splits(cfg.num_train, cfg.num_val, cfg.num_test, seed=cfg.data_seed,
-                                     image_size=size, nuisance=cfg.nuisance)
+                                     image_size=size, nuisance=cfg.nuisance, cue=cfg.cue)
         return {split: Rendered(generated[split], transforms[split]) for split in splits}
     if cfg.data == "synthetic":
         raise ValueError(f"--dataset {cfg.dataset} reads files: pass --data FOLDER (the data set's folder)")
@@ -106,10 +106,22 @@ def eval_loader(dataset: Dataset, batch_size: int, ctx: distributed.Context, num
                       pin_memory=ctx.device.type == "cuda", persistent_workers=num_workers > 0)
 
 
+def uses_bf16(device: torch.device, amp: bool) -> bool:
+    """bf16 autocast when ``amp`` and the device computes bf16 natively (CUDA from Ampere on,
+    a CPU with AVX512-BF16 or AMX); plain fp32 otherwise: on other CPUs bf16 is emulated and
+    slower than fp32."""
+    return bool(amp) and distributed.native_bf16(device)
+
+
+def uses_channels_last(device: torch.device, amp: bool) -> bool:
+    """Channels-last tensors on CUDA, and on a CPU that runs bf16 (oneDNN's fast layout)."""
+    return device.type == "cuda" or uses_bf16(device, amp)
+
+
 def autocast(device: torch.device, amp: bool):
-    """bf16 autocast on CUDA when ``amp``; fp32 otherwise (CPU bf16 is slower than fp32 on most CPUs)."""
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bf16 autocast where :func:`uses_bf16`; fp32 otherwise."""
+    if uses_bf16(device, amp):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -129,7 +141,7 @@ def confusion_matrix(model: nn.Module, loader: DataLoader, num_classes: int, ctx
     model.eval()
     counts = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=ctx.device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=ctx.device)
-    channels_last = ctx.device.type == "cuda"
+    channels_last = uses_channels_last(ctx.device, amp)
     for images, labels in tqdm(loader, desc=desc, leave=False, disable=not (progress and ctx.is_main)):
         images = images.to(ctx.device, non_blocking=True)
         if channels_last:
@@ -219,7 +231,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | None = None, dataset
         crop_faces=crop_faces)
     ctx = distributed.Context(distributed.use_device(distributed.resolve_device(cfg.device)))
     model = build_from_checkpoint(ckpt, variant=variant, source=str(checkpoint)).to(ctx.device)
-    if ctx.device.type == "cuda":
+    if uses_channels_last(ctx.device, cfg.amp):
         model = model.to(memory_format=torch.channels_last)
     ds = build_splits(cfg, ckpt["preprocessing"], splits=(split,))[split]
     check_classes(ckpt["classes"], ds.classes, source=str(checkpoint))

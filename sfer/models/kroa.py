@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .regions import from_cells, pad_to_multiple, to_cells
+from .regions import from_cells, pad_to_multiple, region_ids, to_cells
 
 
 def check_routing(topn: int, regions: int, max_regions: int) -> None:
@@ -135,6 +135,20 @@ class KeyRegionAttention(nn.Module):
         attended = from_cells(attended, hp // self.regions, wp // self.regions, hp, wp)[:, :h, :w]  # (B, H, W, C)
         return self.proj(attended) + lepe  # W^o and LePE (eqs 13-14)
 
+    @torch.no_grad()
+    def attention_probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """What each patch reads, as a dense map: (B, heads, HW, HW), rows sum to 1.
+
+        The same probabilities as :meth:`forward` (eq 11), written over the whole map:
+        zero outside the patches of the ``topn`` regions its region routes to.
+        """
+        b, h, w, c = x.shape
+        q, k, _ = self.qkv(x).reshape(b, h * w, 3, self.num_heads, c // self.num_heads).unbind(2)  # (B, HW, heads, d)
+        ids = region_ids(h, w, self.regions).flatten().to(x.device)  # (HW,) region of each patch
+        routed = self.routing(x)[:, ids]  # (B, HW, topn) regions each patch's region reads
+        readable = (routed[:, :, :, None] == ids[None, None, None, :]).any(dim=2)  # (B, HW, HW)
+        return self.probabilities(q.transpose(1, 2), k.transpose(1, 2), readable[:, None])
+
     @staticmethod
     def probabilities(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """softmax(q k^T / sqrt(d)) (eq 11) written out and detached: (..., P, L)."""
@@ -144,22 +158,23 @@ class KeyRegionAttention(nn.Module):
         return scores.softmax(dim=-1).detach()
 
 
-class KROAFE(nn.Module):
-    """Key region-oriented attention feature enhancement: R = L4 + KROA(LayerNorm(L4)).
+class ResidualAttention(nn.Module):
+    """The pre-norm residual attention block: R = X + Attention(LayerNorm(X)), channel-first in and out.
 
-    The paper joins KROA's output with L4 by a residual; the pre-norm follows
-    BiFormer's block. Input and output are channel-first (B, C, H, W).
+    The paper joins KROA's output with L4 by a residual; the pre-norm follows BiFormer's
+    block. KROAFE and the window-attention control are this block around their attention.
+
+    Explain mode (``forward(l4, frozen=l4)``): the attention probabilities and LayerNorm's
+    standard deviation come from ``frozen`` (detached), so R is affine in ``l4``
+    (``sfer.explain.token_contributions`` relies on it).
     """
 
-    def __init__(self, dim: int, **attention_kwargs):
+    def __init__(self, dim: int, attention: nn.Module):
         super().__init__()
         self.norm = nn.LayerNorm(dim)
-        self.attention = KeyRegionAttention(dim, **attention_kwargs)
+        self.attention = attention
 
     def forward(self, l4: torch.Tensor, frozen: torch.Tensor | None = None) -> torch.Tensor:
-        """R from L4 (B, C, H, W). With ``frozen`` (an L4 of the same shape), explain mode:
-        the attention probabilities and LayerNorm's standard deviation come from ``frozen``
-        (detached), so R is affine in ``l4`` (``sfer.explain.token_contributions`` relies on it)."""
         x = l4.permute(0, 2, 3, 1)  # (B, H, W, C)
         if frozen is None:
             r = x + self.attention(self.norm(x))  # (B, H, W, C)
@@ -167,6 +182,18 @@ class KROAFE(nn.Module):
             ref = frozen.detach().permute(0, 2, 3, 1)
             r = x + self.attention(fixed_scale_norm(self.norm, x, ref), frozen=self.norm(ref))
         return r.permute(0, 3, 1, 2)  # R (B, C, H, W)
+
+    @torch.no_grad()
+    def attention_probabilities(self, l4: torch.Tensor) -> torch.Tensor:
+        """What each position reads: (B, heads, HW, HW), rows sum to 1 (see the attention's method)."""
+        return self.attention.attention_probabilities(self.norm(l4.permute(0, 2, 3, 1)))
+
+
+class KROAFE(ResidualAttention):
+    """Key region-oriented attention feature enhancement: R = L4 + KROA(LayerNorm(L4))."""
+
+    def __init__(self, dim: int, **attention_kwargs):
+        super().__init__(dim, KeyRegionAttention(dim, **attention_kwargs))
 
     @torch.no_grad()
     def routing(self, l4: torch.Tensor) -> torch.Tensor:

@@ -51,3 +51,9 @@ def from_cells(x: torch.Tensor, cell_h: int, cell_w: int, hp: int, wp: int) -> t
     x = x.reshape(*lead, gh, gw, cell_h, cell_w, c)
     x = x.movedim(-3, -4)  # (..., gh, cell_h, gw, cell_w, C)
     return x.reshape(*lead, hp, wp, c)
+
+
+def region_ids(h: int, w: int, m: int) -> torch.Tensor:
+    """Row-major region index of every patch (H, W) for m x m regions of a map padded to ceil(H/m) m."""
+    cell_h, cell_w = math.ceil(h / m), math.ceil(w / m)
+    return (torch.arange(h)[:, None] // cell_h) * m + torch.arange(w)[None, :] // cell_w

@@ -40,13 +40,18 @@ class SyntheticClassroomFaces(Dataset):
             ``"basic"`` (the seven FER2013 expressions) or a list of ``EXPRESSIONS`` names.
         nuisance: a global strength in [0, 1] for every nuisance, a dict of per-nuisance
             strengths (missing ones at 1) or a ``NuisanceStrengths``.
+        cue: in [0, 1], how far each class moves its facial parts from a face at rest
+            (1: as specified; smaller: subtler cues, see ``ExpressionSpec.draw``).
     """
 
     def __init__(self, n: int, seed: int = 0, transform=None, image_size: int = 112,
                  classes: str | Sequence[str] = "scfed",
-                 nuisance: float | Mapping[str, float] | NuisanceStrengths = 1.0):
+                 nuisance: float | Mapping[str, float] | NuisanceStrengths = 1.0, cue: float = 1.0):
         if n < 0 or seed < 0 or image_size < 32:
             raise ValueError(f"need n >= 0, seed >= 0 and image_size >= 32; got {n}, {seed}, {image_size}")
+        if not 0.0 <= cue <= 1.0:
+            raise ValueError(f"cue must be in [0, 1], got {cue!r}")
+        self.cue = float(cue)
         self.n, self.seed, self.transform, self.image_size = int(n), int(seed), transform, int(image_size)
         self.classes = resolve_classes(classes)
         self.strengths = NuisanceStrengths.coerce(nuisance)
@@ -57,7 +62,7 @@ class SyntheticClassroomFaces(Dataset):
 
     def __repr__(self) -> str:
         return (f"SyntheticClassroomFaces(n={self.n}, seed={self.seed}, image_size={self.image_size}, "
-                f"classes={self.classes}, nuisance={self.strengths})")
+                f"classes={self.classes}, nuisance={self.strengths}, cue={self.cue})")
 
     def __getitem__(self, i: int):
         image = self.render(i)
@@ -104,6 +109,12 @@ class SyntheticClassroomFaces(Dataset):
         """Boolean (H, W) mask of the occluder's pixels (all False when there is none)."""
         return self._rasterise(self._layers(self._sample(i))["occluder"])
 
+    def face_mask(self, i: int) -> np.ndarray:
+        """Boolean (H, W) mask of the face: every pixel the face and its parts cover, hidden
+        or not; outside it (and off the occluder) is background."""
+        layers = self._layers(self._sample(i))
+        return self._rasterise(layers["face"] + layers["key"])
+
     # -- internals ----------------------------------------------------------------------
 
     def _index(self, i: int) -> int:
@@ -118,7 +129,7 @@ class SyntheticClassroomFaces(Dataset):
         # the nuisances come after them: nuisance strengths never change the face.
         rng = np.random.default_rng([self.seed, i])
         identity = _draw_identity(rng)
-        expression = EXPRESSIONS[self.classes[label]].draw(rng)
+        expression = EXPRESSIONS[self.classes[label]].draw(rng, self.cue)
         nuisances, occluder_draws, clutter_draws, noise_offset = _draw_nuisances(rng, self.strengths, self.image_size)
         return _Sample(label, identity, expression, nuisances, occluder_draws, clutter_draws, noise_offset)
 

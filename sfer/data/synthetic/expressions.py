@@ -66,14 +66,24 @@ class ExpressionSpec:
     key_parts: tuple[str, ...]
     ranges: Mapping[str, Range]
 
-    def draw(self, rng: np.random.Generator) -> Expression:
-        """One expression; the same number of draws for every class (fixed stream layout)."""
+    def draw(self, rng: np.random.Generator, cue: float = 1.0) -> Expression:
+        """One expression; the same number of draws for every class (fixed stream layout).
+
+        ``cue`` in [0, 1] scales how far the class moves each of its parameters from a
+        face at rest: a parameter's value is ``rest + cue * (class - rest)``, both drawn
+        from the same uniform number, so ``cue = 1`` is the class as specified, ``cue = 0``
+        a face at rest (every class alike), and the draws never change.
+        """
         u, flip = rng.random(len(REST)).tolist(), rng.random(len(REST)).tolist()
         values = {}
         for (name, rest), uk, fk in zip(REST.items(), u, flip):
             r = self.ranges.get(name, rest)
             value = r.low + (r.high - r.low) * uk
-            values[name] = -value if (r.either_sign and fk < 0.5) else value
+            value = -value if (r.either_sign and fk < 0.5) else value
+            if cue != 1.0 and name in self.ranges:
+                at_rest = rest.low + (rest.high - rest.low) * uk
+                value = at_rest + cue * (value - at_rest)
+            values[name] = value
         return Expression(**values)
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from sfer.explain import METHODS, TARGETS, channel_last_to_first, compute_cam, target_layer
+from sfer.explain.cam import METHODS, TARGETS, channel_last_to_first, compute_cam, target_layer
 from sfer.models import build_model
 
 OWNER = {"l4": "full", "kroafe": "full", "kroa": "full", "window": "rw", "window_attention": "rw"}

@@ -16,9 +16,14 @@ the library's ``reshape_transform``.
 
 Every CAM comes from pytorch-grad-cam: ReLU of the weighted channel sum, bilinearly
 resized to the input size and min-max scaled to [0, 1] per image (an all-zero map
-stays zero). ``method="sources"`` is not a CAM: it is the positive part of each L4
-token's exact contribution through the ``kroafe`` or ``window`` attention block
-(:mod:`sfer.explain.sources`), resized and scaled the same way.
+stays zero). Two methods are not CAMs but sources (:mod:`sfer.explain.sources`),
+resized and scaled the same way, for the ``kroafe`` and ``window`` targets:
+
+* ``method="sources"``: the positive part of each L4 token's exact share of the logit
+  through the attention block, residual join included;
+* ``method="attention_sources"``: the positive part of the attention branch's part of
+  that share alone, without ``w_c . L4_t / (h w)`` that the residual join carries
+  through both blocks alike. KROAFE against window attention is compared on this one.
 
 ``scaled=False`` returns the raw non-negative maps, resized but not min-max scaled:
 min-max scaling subtracts each map's minimum, which moves mass, so shares of mass
@@ -49,6 +54,8 @@ METHODS = {
     "eigencam": EigenCAM,  # class-agnostic: the first principal component of the activations
     "scorecam": ScoreCAM,  # gradient-free, one forward pass per channel: slow on the paper preset
 }
+
+SOURCES = {"sources": "tokens", "attention_sources": "attention"}  # method -> part of the token contributions
 
 # name -> (attribute path from the model, channel-last activations?, variants that have it)
 TARGETS: dict[str, tuple[str, bool, str]] = {
@@ -103,7 +110,7 @@ def compute_cam(model: nn.Module, images, target: str, method: str = "gradcam",
 
     ``images``: a preprocessed (B, 3, H, W) or (3, H, W) tensor, or PIL image(s), which go
     through the model's ``eval_transform``. ``method``: one of :data:`METHODS`, or
-    ``"sources"`` (targets ``kroafe`` and ``window``). ``scaled=False``: the raw
+    ``"sources"`` or ``"attention_sources"`` (targets ``kroafe`` and ``window``). ``scaled=False``: the raw
     non-negative maps at the input's size, without min-max scaling.
     ``class_idx``: the class to explain, one for all images or one per image; ``None``
     explains each image's predicted class (EigenCAM ignores it).
@@ -113,11 +120,11 @@ def compute_cam(model: nn.Module, images, target: str, method: str = "gradcam",
     still give gradients. Its training flag and the parameters' ``.grad`` are restored
     and the hooks removed afterwards: the call leaves no trace on the model.
     """
-    if method == "sources":
-        maps = sources_map(model, images, target, class_idx)
+    if method in SOURCES:
+        maps = sources_map(model, images, target, class_idx, part=SOURCES[method])
         return scale_maps(maps) if scaled else maps
     if method not in METHODS:
-        raise ValueError(f"unknown CAM method {method!r}; choose one of {list(METHODS) + ['sources']}")
+        raise ValueError(f"unknown CAM method {method!r}; choose one of {[*METHODS, *SOURCES]}")
     layer, reshape = target_layer(model, target)
     batch = to_batch(model, images)
     indices = class_indices(class_idx, len(batch), model.num_classes)

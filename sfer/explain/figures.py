@@ -2,7 +2,7 @@
 and KROAFE both Grad-CAM ("where the evidence sits") and sources ("where it came from").
 
 :func:`explain` computes what the figure shows (shared by the CLI and the widgets);
-:func:`figure8` draws it; :func:`energy_figure` draws the key-region energies.
+:func:`figure8` draws it; :func:`measures_figure` draws the measures of the maps.
 All figures are plain ``matplotlib.figure.Figure`` objects (no pyplot state).
 """
 
@@ -18,11 +18,10 @@ from PIL import Image
 from pytorch_grad_cam.utils.image import show_cam_on_image
 
 from .cam import compute_cam
-from .energy import EnergyComparison
 from .loading import class_names, to_batch, to_rgb
+from .measures import MEASURES, PRIOR, UNIFORM, MapMeasures
 
 COLUMNS = ("l4", "window", "kroafe")
-SOURCES_COLUMNS = ("window_sources", "kroafe_sources")  # sources of the two attention blocks
 TITLES = {"l4": "L4", "window": "window attention", "kroafe": "KROAFE", "kroa": "KROA branch",
           "window_attention": "window-attention branch", "window_sources": "window sources",
           "kroafe_sources": "KROAFE sources"}
@@ -133,59 +132,30 @@ def figure8(result: dict, names: Sequence[str], method: str = "gradcam",
     return fig
 
 
-def energy_figure(comparison: EnergyComparison, topn_sweep: dict[int, EnergyComparison] | None = None) -> Figure:
-    """Key-region energy per target with its CI and the uniform baseline; optionally KROAFE vs ``topn``."""
-    fig = Figure(figsize=(9 if topn_sweep else 4.8, 3.4), dpi=100, layout="constrained")
-    axes = fig.subplots(1, 2 if topn_sweep else 1, squeeze=False)[0]
-    names = [n for n in comparison.summaries if n != "uniform"]
-    s = [comparison.summaries[n] for n in names]
-    base = comparison.summaries["uniform"]
-    ax = axes[0]
-    ax.bar(range(len(names)), [x.mean for x in s], yerr=[[x.mean - x.low for x in s], [x.high - x.mean for x in s]],
-           capsize=4, color="tab:blue")
-    ax.axhspan(base.low, base.high, color="grey", alpha=0.3)
-    ax.axhline(base.mean, color="grey", ls="--", label="uniform map (mask area)")
-    ax.set_xticks(range(len(names)), [TITLES.get(n, n) for n in names])
-    ax.set_ylabel("CAM mass inside the key-region mask")
-    ax.set_title(f"{comparison.method}, mean and {comparison.confidence:.0%} CI", fontsize=9)
-    ax.legend(fontsize=8)
-    if topn_sweep:
-        ax = axes[1]
-        topns = sorted(topn_sweep)
-        k = [topn_sweep[t].summaries["kroafe"] for t in topns]
-        ax.errorbar(topns, [x.mean for x in k], yerr=[[x.mean - x.low for x in k], [x.high - x.mean for x in k]],
-                    marker="o", capsize=4, label="KROAFE")
-        ax.axhline(base.mean, color="grey", ls="--", label="uniform map")
-        ax.set_xlabel("topn (m = 7)")
-        ax.set_ylabel("key-region energy")
-        ax.set_title("KROAFE vs topn", fontsize=9)
-        ax.legend(fontsize=8)
-    return fig
-
-
-def measures_figure(measures, sweep: dict[str, dict[int, float | tuple]] | None = None) -> Figure:
-    """One bar panel per measure (mean and interval per map, the uniform map dashed), and
+def measures_figure(measures: MapMeasures, sweep: dict[str, dict[int, float | tuple]] | None = None) -> Figure:
+    """One bar panel per measure (mean and interval per map, the baselines as lines), and
     optionally KROAFE's key-region energy against ``topn`` for each view.
 
     ``measures``: a :class:`~sfer.explain.measures.MapMeasures`; ``sweep``: view name ->
     {topn: (mean, low, high)}.
     """
-    from .measures import MEASURES, UNIFORM
-
     shown = [m for m in MEASURES if all(m in s for s in measures.scores.values())]
     panels = len(shown) + (1 if sweep else 0)
     fig = Figure(figsize=(3.6 * panels, 3.6), dpi=100, layout="constrained")
     axes = fig.subplots(1, panels, squeeze=False)[0]
-    names = [n for n in measures.scores if n != UNIFORM]
+    baselines = [n for n in (UNIFORM, PRIOR) if n in measures.scores]
+    names = [n for n in measures.scores if n not in baselines]
     colors = ["tab:orange" if "sources" in n else "tab:blue" for n in names]
     labels = {"energy": "key-region energy (raw map)", "pointing": "pointing game (1 L4 cell tolerance)",
+              "occluder": "share on the occluder", "background": "share on the background",
+              "class_sensitivity": "class sensitivity (TV distance)",
               "road": "ROAD (LeRF − MoRF)/2, higher = faithful"}
     for ax, measure in zip(axes, shown):
         stats = [measures.summary(n, measure) for n in names]
         ax.bar(range(len(names)), [s[0] for s in stats], color=colors,
                yerr=[[s[0] - s[1] for s in stats], [s[2] - s[0] for s in stats]], capsize=3)
-        base = measures.summary(UNIFORM, measure)
-        ax.axhline(base[0], color="grey", ls="--", label="uniform map")
+        for base, style in zip(baselines, ("--", ":")):
+            ax.axhline(measures.summary(base, measure)[0], color="grey", ls=style, label=f"{base} map")
         ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)
         ax.set_title(labels[measure], fontsize=9)
         ax.legend(fontsize=7)

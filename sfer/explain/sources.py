@@ -17,6 +17,16 @@ exact: ``tokens.sum() + rest == share_c``, which the tests check to float precis
 ``rest`` is computed independently, as the same frozen block applied to an all-zero
 L4, so completeness is a real check that the explain path is affine, not a
 definition. Padded positions (m not dividing 7) are not L4 tokens: they get nothing.
+
+Each token's share splits exactly in two. The residual join carries L4_t straight to
+the pool, so its part is ``residual_t = w_c . L4_t / (h w)``, whatever the attention
+does, and it is the same formula for KROAFE and window attention. The rest of the
+token's share, ``attention_t``, is what the attention branch (LN, V, the
+probabilities, W^o, LePE) read from that token. Comparisons of KROA and window
+attention (Figure 8) use the attention part: the residual part would blur them with
+a term both blocks share. ``attention`` is taken from the gradient of the branch
+alone (``R - L4``) and ``residual`` from the closed form, so ``tokens == attention +
+residual`` is a check, not a definition.
 """
 
 from __future__ import annotations
@@ -39,12 +49,16 @@ BLOCKS = {"kroafe": "kroafe", "window": "window_fe"}
 class TokenContributions:
     """What :func:`token_contributions` returns (all on the CPU, float64).
 
-    ``tokens`` (B, h, w): each L4 token's signed contribution to the explained logit;
-    ``rest`` (B,): the part no token owns; ``share`` (B,): the block's share of the logit,
-    ``head.weight[c, -C:] . F_dl``, from the ordinary forward; ``class_idx`` (B,).
+    ``tokens`` (B, h, w): each L4 token's signed contribution to the explained logit, split
+    into ``attention`` (B, h, w), read by the attention branch, and ``residual`` (B, h, w),
+    ``w_c . L4_t / (h w)`` carried by the residual join; ``rest`` (B,): the part no token
+    owns; ``share`` (B,): the block's share of the logit, ``head.weight[c, -C:] . F_dl``,
+    from the ordinary forward; ``class_idx`` (B,).
     """
 
     tokens: torch.Tensor
+    attention: torch.Tensor
+    residual: torch.Tensor
     rest: torch.Tensor
     share: torch.Tensor
     class_idx: torch.Tensor
@@ -88,22 +102,31 @@ def token_contributions(model: nn.Module, images, target: str = "kroafe",
         w = model.head.weight[classes, -l4.shape[1]:].detach()  # (B, C): the columns that read F_dl
         with torch.enable_grad():
             x = l4.detach().clone().requires_grad_(True)
-            share = (block(x, frozen=l4).mean(dim=(2, 3)) * w).sum(dim=1)  # (B,)
-            (grad,) = torch.autograd.grad(share.sum(), x)
+            r = block(x, frozen=l4)  # (B, C, h, w)
+            share = (r.mean(dim=(2, 3)) * w).sum(dim=1)  # (B,)
+            branch = ((r - x).mean(dim=(2, 3)) * w).sum(dim=1)  # (B,): the attention branch alone
+            (grad,) = torch.autograd.grad(share.sum(), x, retain_graph=True)
+            (branch_grad,) = torch.autograd.grad(branch.sum(), x)
         with torch.no_grad():
             tokens = (grad * l4).sum(dim=1)  # (B, h, w), gradient x input
+            attention = (branch_grad * l4).sum(dim=1)  # (B, h, w)
+            residual = torch.einsum("bc,bchw->bhw", w, l4) / (l4.shape[2] * l4.shape[3])  # (B, h, w)
             rest = (block(torch.zeros_like(l4), frozen=l4).mean(dim=(2, 3)) * w).sum(dim=1)  # (B,)
             ordinary = (fdl * w).sum(dim=1)  # (B,)
     finally:
         model.train(was_training)
-    return TokenContributions(tokens.double().cpu(), rest.double().cpu(), ordinary.double().cpu(), classes.cpu())
+    return TokenContributions(*(t.double().cpu() for t in (tokens, attention, residual, rest, ordinary)),
+                              classes.cpu())
 
 
 def sources_map(model: nn.Module, images, target: str = "kroafe", class_idx=None,
-                size: tuple[int, int] | None = None) -> np.ndarray:
-    """The positive part of the token contributions, bilinearly resized to ``size`` (default: the
+                size: tuple[int, int] | None = None, part: str = "tokens") -> np.ndarray:
+    """The positive part of the token contributions (``part``: ``tokens``, the whole share, or
+    ``attention``, what the attention branch read), bilinearly resized to ``size`` (default: the
     input's), not scaled: (B, H, W) float32 >= 0. What key-region energy is measured on."""
+    if part not in ("tokens", "attention"):
+        raise ValueError(f"part must be 'tokens' or 'attention', got {part!r}")
     batch = to_batch(model, images)
-    tokens = token_contributions(model, batch, target, class_idx).tokens.clamp(min=0)  # (B, h, w)
+    tokens = getattr(token_contributions(model, batch, target, class_idx), part).clamp(min=0)  # (B, h, w)
     size = tuple(batch.shape[-2:]) if size is None else size
     return F.interpolate(tokens[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0].numpy()

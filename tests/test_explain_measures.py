@@ -184,3 +184,15 @@ def test_mean_mask_and_map_measures_without_classes():
         mean_mask(faces, indices=[])
     with pytest.raises(ValueError, match="without class_idx"):
         MapMeasures({"a": {"energy": np.ones(3)}}).by_class("a")
+
+
+def test_tensor_images_and_masks_of_another_size(models):
+    """Preprocessed tensors are taken as they are; half-size masks are resized (nearest) to each map."""
+    images = torch.randn(3, 3, 112, 112)
+    masks = np.zeros((3, 56, 56), bool)
+    for i in range(3):
+        masks[i, 10:20 + 3 * i, 15:40] = True
+    result = measure_maps({"L4": (models["full"], "l4", "gradcam")}, images, masks, [0, 1, 2], measures=("energy",),
+                          batch_size=2)
+    np.testing.assert_allclose(result.scores["uniform"]["energy"], masks.mean(axis=(1, 2)))
+    assert result.scores["L4"]["energy"].shape == (3,)

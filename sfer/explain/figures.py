@@ -18,7 +18,7 @@ from PIL import Image
 from pytorch_grad_cam.utils.image import show_cam_on_image
 
 from .cam import compute_cam
-from .loading import class_names, to_batch, to_rgb
+from .loading import to_batch, to_rgb
 from .measures import MEASURES, PRIOR, UNIFORM, MapMeasures
 
 COLUMNS = ("l4", "window", "kroafe")

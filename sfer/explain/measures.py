@@ -294,6 +294,8 @@ def measure_maps(maps: Mapping[str, tuple[nn.Module, str, str]], images, masks, 
     baselines = {UNIFORM: torch.ones(masks.shape[-2:], dtype=torch.float64)}
     if prior is not None:
         baselines[PRIOR] = torch.as_tensor(np.asarray(prior, dtype=np.float64))
+    if set(maps) & set(baselines):
+        raise ValueError(f"map names {sorted(set(maps) & set(baselines))} are taken by the baselines")
 
     per_map: dict[str, dict[str, list[np.ndarray]]] = {name: {m: [] for m in wanted} for name in [*maps, *baselines]}
     first_model = next(iter(maps.values()))[0]

@@ -1,24 +1,18 @@
-"""The notebooks' figures and their two small interactive views.
+"""The notebooks' figures.
 
 Every function returns a ``matplotlib.figure.Figure`` built without pyplot, so a
 notebook shows it once (as the cell's value) and a script can ``savefig`` it:
 
 ```python
-from sfer.plots import channel_weights, ChannelWeightsWidget, RoutingWidget
+from sfer.plots import channel_weights
 channel_weights([w1, w2, w3, w4])                      # notebook 03: W_i of every scale
-ChannelWeightsWidget(model, faces)                     # pick a face, watch W_i change
-RoutingWidget(model, faces)                            # notebook 04: m, topn, query -> routing and attention
 ```
 
-The views redraw one PNG in place (an ``ipywidgets.Image``) and put the same PNG in
-their output next to the widget, so a notebook read without a kernel (GitHub,
-nbviewer) still shows the picture of the saved state; ``update(...)`` sets the
-controls without a browser and returns what was drawn.
+The interactive views that redraw these figures live in :mod:`sfer.widgets`.
 """
 
 from __future__ import annotations
 
-import base64
 import io
 import math
 from collections.abc import Sequence
@@ -29,9 +23,7 @@ import torch.nn as nn
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from sfer.explain.loading import transform_for
 from sfer.explain.routing import draw_routing, region_boxes
-from sfer.models.kroa import check_routing
 from sfer.models.regions import region_ids
 
 SCALE_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red")
@@ -389,164 +381,6 @@ def class_probabilities(pictures: Sequence, probs: torch.Tensor, classes: Sequen
     return fig
 
 
-# ----------------------------------------------------------------------------- interactive views
-
-class _PngView:
-    """Controls above one PNG that redraws in place; the output also carries the PNG itself."""
-
-    def _setup(self, controls):
-        import ipywidgets as w
-
-        self.view = w.Image(format="png")
-        self.widget = w.VBox([w.HBox(controls), self.view])
-        self._holding = False
-        for control in controls:
-            control.observe(self._on_change, names="value")
-
-    def _on_change(self, change):
-        if not self._holding:
-            self.drawn = self._draw()
-
-    def _show(self, figure: Figure):
-        self.png = to_png(figure)
-        self.view.value = self.png
-
-    def save(self, path) -> None:
-        """Write the current picture to ``path`` (PNG)."""
-        with open(path, "wb") as f:
-            f.write(self.png)
-
-    def _repr_mimebundle_(self, include=None, exclude=None):
-        # the widget where a kernel draws it; the PNG where none does (GitHub, nbviewer)
-        data = self.widget._repr_mimebundle_()
-        data["text/plain"] = repr(self)
-        data["image/png"] = base64.b64encode(self.png).decode("ascii")
-        return data
-
-
-class ChannelWeightsWidget(_PngView):
-    """Notebook 03: pick a face and watch MDPFA's channel weights W_1..W_4 (equation 1) change.
-
-    ``faces``: a :class:`sfer.explain.loading.Faces` (images, labels, classes).
-    """
-
-    def __init__(self, model: nn.Module, faces, face: int = 0):
-        import ipywidgets as w
-
-        self.model, self.faces = model, faces
-        options = [(f"{i}: {faces.classes[y]}", i) for i, y in enumerate(faces.labels)]
-        self.picker = w.Dropdown(options=options, value=face, description="face")
-        self._setup([self.picker])
-        self.drawn = self._draw()
-
-    def __repr__(self) -> str:
-        return f"ChannelWeightsWidget(face={self.picker.value}, faces={len(self.faces.images)})"
-
-    def update(self, face: int) -> list[torch.Tensor]:
-        """Show face ``face``; return its weights W_1..W_4."""
-        self.picker.value = face  # redraws through the observer
-        return self.drawn
-
-    def _draw(self) -> list[torch.Tensor]:
-        i = self.picker.value
-        picture = self.faces.images[i]
-        device = next(self.model.parameters()).device
-        with torch.no_grad():
-            feats = self.model.features(transform_for(self.model)(picture)[None].to(device))
-            weights = [att.weights(feats[f"L{s + 1}"])[0].cpu()
-                       for s, att in enumerate(self.model.mdpfa.attentions)]
-        self._show(channel_weights(weights, f"face {i} ({self.faces.classes[self.faces.labels[i]]}): "
-                                            f"channel weights of the trained model", picture=picture))
-        return weights
-
-
-class RoutingWidget(_PngView):
-    """Notebook 04: m, ``topn`` and the query region drive KROA's routing and one patch's attention.
-
-    Draws the face with its key-region mask, the query region's ``topn`` routed regions
-    (Figure 3) and the attention weights of the query region's first patch. It changes the
-    model's routing (``set_routing``): give it its own model.
-    """
-
-    def __init__(self, model: nn.Module, faces, face: int = 0, query: int | None = None):
-        import ipywidgets as w
-
-        self.model, self.faces = model, faces
-        attention = model.kroafe.attention
-        m, size = attention.regions, model.map_size
-        style = {"style": {"description_width": "initial"}}
-        self.picker = w.Dropdown(options=[(f"{i}: {faces.classes[y]}", i) for i, y in enumerate(faces.labels)],
-                                 value=face, description="face")
-        self.regions = w.IntSlider(value=m, min=1, max=size, description="regions (m)", continuous_update=False,
-                                   **style)
-        self.topn = w.IntSlider(value=attention.topn, min=1, max=m * m, description="topn",
-                                continuous_update=False, **style)
-        self.query = w.IntSlider(value=(m * m) // 2 if query is None else query, min=0, max=m * m - 1,
-                                 description="query region", continuous_update=False, **style)
-        self._setup([self.picker, self.regions, self.topn, self.query])
-        self.drawn = self._draw()
-
-    def __repr__(self) -> str:
-        return (f"RoutingWidget(face={self.picker.value}, regions={self.regions.value}, topn={self.topn.value}, "
-                f"query={self.query.value})")
-
-    def update(self, **changes) -> dict:
-        """Set any of ``face``, ``regions``, ``topn``, ``query``; redraw once; return what was drawn:
-        ``routed`` (the query's regions, most related first), ``attention`` (H, W), ``patch``, ``counts``
-        (how many query regions route to each region)."""
-        unknown = set(changes) - {"face", "regions", "topn", "query"}
-        if unknown:
-            raise TypeError(f"unknown RoutingWidget settings: {sorted(unknown)}")
-        if "topn" in changes or "regions" in changes:  # a pair the sliders would clamp silently is an error
-            check_routing(changes.get("topn", self.topn.value), changes.get("regions", self.regions.value),
-                          self.model.map_size)
-        self._holding = True
-        try:
-            if "face" in changes:
-                self.picker.value = changes["face"]
-            if "regions" in changes:
-                m = changes["regions"]
-                self.regions.value = m
-                self.topn.max, self.query.max = m * m, m * m - 1  # clamp topn and query to the new grid
-            if "topn" in changes:
-                self.topn.value = changes["topn"]
-            if "query" in changes:
-                self.query.value = changes["query"]
-        finally:
-            self._holding = False
-        self.drawn = self._draw()
-        return self.drawn
-
-    def _on_change(self, change):
-        if change["owner"] is self.regions and not self._holding:
-            m = change["new"]
-            self._holding = True
-            self.topn.max, self.query.max = m * m, m * m - 1
-            self._holding = False
-        super()._on_change(change)
-
-    def _draw(self) -> dict:
-        i, m, topn = self.picker.value, self.regions.value, self.topn.value
-        size = self.model.map_size
-        boxes = region_boxes(m, size, (size, size))
-        query = self.query.value if boxes[self.query.value] is not None else 0  # padding-only regions: region 0
-        self.model.set_routing(topn=topn, regions=m)
-        picture, mask = self.faces.images[i], self.faces.masks[i]
-        device = next(self.model.parameters()).device
-        with torch.no_grad():
-            l4 = self.model.features(transform_for(self.model)(picture)[None].to(device))["L4"]
-            x = self.model.kroafe.norm(l4.permute(0, 2, 3, 1))[0]  # LN(L4), (H, W, C)
-            routing = self.model.kroafe.attention.routing(x[None])[0].cpu()  # (m², topn)
-        patch = int((region_ids(size, size, m).flatten() == query).nonzero()[0])
-        attention = patch_attention(self.model.kroafe.attention, x, patch).cpu()
-        fig = routing_panels(picture, mask, routing, [query], m, map_size=size, attention=(attention, patch),
-                             title=f"face {i} ({self.faces.classes[self.faces.labels[i]]}), trained model: "
-                                   f"m = {m}, topn = {topn}")
-        self._show(fig)
-        return {"routed": routing[query].tolist(), "attention": attention, "patch": patch, "query": query,
-                "counts": routed_counts(routing, m)}
-
-
 # ----------------------------------------------------------------------------- 09: topn and the region count
 
 def accuracy_grid(grid: np.ndarray, topns: Sequence[int], title: str = "") -> Figure:
@@ -615,54 +449,11 @@ def routing_measures(result: dict, m: int, topn: int, title: str = "") -> Figure
     return fig
 
 
-class RoutingMeasuresWidget(_PngView):
-    """Notebook 09: sliders for m and ``topn`` drive accuracy and KROAFE's key-region energy.
+def __getattr__(name):
+    # Transitional: sfer.classroom.figures still imports the views' base class from here. Remove this
+    # once it imports ``from sfer.widgets import _PngView`` (the widgets left this module).
+    if name == "_PngView":
+        from sfer.widgets import _PngView
 
-    ``measure(m, topn)`` returns what :func:`routing_measures` draws; results are cached per
-    setting, so going back to a setting is instant. ``maximum``: the largest m (the map's side).
-    """
-
-    def __init__(self, measure, regions: int = 7, topn: int = 15, maximum: int = 7, title: str = ""):
-        import ipywidgets as w
-
-        check_routing(topn, regions, maximum)
-        self.measure, self.title, self.cache = measure, title, {}
-        style = {"style": {"description_width": "initial"}}
-        self.regions = w.IntSlider(value=regions, min=1, max=maximum, description="regions (m)",
-                                   continuous_update=False, **style)
-        self.topn = w.IntSlider(value=topn, min=1, max=regions * regions, description="topn",
-                                continuous_update=False, **style)
-        self._setup([self.regions, self.topn])
-        self.drawn = self._draw()
-
-    def __repr__(self) -> str:
-        return f"RoutingMeasuresWidget(regions={self.regions.value}, topn={self.topn.value})"
-
-    def update(self, regions: int | None = None, topn: int | None = None) -> dict:
-        """Set m and/or ``topn`` (validated together), redraw once, return what was drawn."""
-        regions = self.regions.value if regions is None else regions
-        topn = self.topn.value if topn is None else topn
-        check_routing(topn, regions, self.regions.max)
-        self._holding = True
-        try:
-            self.regions.value = regions
-            self.topn.max = regions * regions
-            self.topn.value = topn
-        finally:
-            self._holding = False
-        self.drawn = self._draw()
-        return self.drawn
-
-    def _on_change(self, change):
-        if change["owner"] is self.regions and not self._holding:
-            self._holding = True
-            self.topn.max = change["new"] ** 2  # clamps topn to the new grid
-            self._holding = False
-        super()._on_change(change)
-
-    def _draw(self) -> dict:
-        key = (self.regions.value, self.topn.value)
-        if key not in self.cache:
-            self.cache[key] = self.measure(*key)
-        self._show(routing_measures(self.cache[key], *key, title=f"{self.title}m = {key[0]}, topn = {key[1]}"))
-        return self.cache[key]
+        return _PngView
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

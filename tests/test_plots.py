@@ -1,4 +1,4 @@
-"""sfer.plots: the notebooks' figures, the attention and cost helpers, the two interactive views."""
+"""sfer.plots and its two views in sfer.widgets: the notebooks' figures, the attention and cost helpers."""
 
 import base64
 import math
@@ -11,11 +11,11 @@ from matplotlib.figure import Figure
 from sfer.data import eval_transform
 from sfer.explain import region_boxes, synthetic_faces
 from sfer.models import KeyRegionAttention, build_model
-from sfer.plots import (ChannelWeightsWidget, RoutingWidget, attention_cost, class_grid, image_grid, attention_macs, attention_macs_formula,
-                        channel_weights, class_probabilities, f_m_blocks, feature_scales, padding_grids,
-                        patch_attention, patch_attention_panels, poolings_and_weights, region_grids, region_ids,
-                        relation_matrix, routed_counts, routing_panels, to_png, weighted_channels,
-                        weights_across_faces)
+from sfer.plots import (attention_cost, attention_macs, attention_macs_formula, channel_weights, class_grid,
+                        class_probabilities, f_m_blocks, feature_scales, image_grid, padding_grids, patch_attention,
+                        patch_attention_panels, poolings_and_weights, region_grids, region_ids, relation_matrix,
+                        routed_counts, routing_panels, to_png, weighted_channels, weights_across_faces)
+from sfer.widgets import ChannelWeightsWidget, RoutingWidget
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

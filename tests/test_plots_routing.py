@@ -1,4 +1,4 @@
-"""sfer.plots, notebook 09: the accuracy grid, energy against topn and the (m, topn) control."""
+"""Notebook 09: the accuracy grid, energy against topn (sfer.plots) and the (m, topn) control (sfer.widgets)."""
 
 import base64
 
@@ -43,7 +43,7 @@ def test_energy_against_topn_draws_one_curve_per_view():
 
 
 def test_routing_measures_widget_caches_and_clamps(tmp_path):
-    from sfer.plots import RoutingMeasuresWidget
+    from sfer.widgets import RoutingMeasuresWidget
 
     calls = []
     view = RoutingMeasuresWidget(lambda m, topn: calls.append((m, topn)) or fake_measures(m, topn), title="tiny, ")

@@ -65,6 +65,8 @@ class Estimate:
     mde: float
 
     def __str__(self) -> str:
+        if self.n == 0:
+            return "not run yet"
         if self.n < 2:
             return f"{100 * self.mean:.2f} (n = {self.n})"
         return f"{100 * self.mean:.2f} [{100 * self.low:.2f}, {100 * self.high:.2f}] (n = {self.n})"
@@ -108,6 +110,27 @@ def verdict_below(diff: Estimate) -> str:
     return "not shown at this power"
 
 
+def verdict_above(diff: Estimate) -> str:
+    """Verdict on "A is above B" from the paired difference A - B."""
+    return verdict_below(Estimate(-diff.mean, -diff.high, -diff.low, diff.n, diff.values, diff.mde))
+
+
+def map_means(map_records: list[dict], name: str, measure: str) -> dict[int, float]:
+    """Per seed, the mean of one measure of one map over that seed's faces (NaN faces left out)."""
+    out = {}
+    for r in map_records:
+        values = [v for v in r["scores"][name][measure] if v is not None]
+        if values:
+            out[r["seed"]] = float(np.mean(values))
+    return out
+
+
+def map_paired(map_records: list[dict], a: str, b: str, measure: str) -> Estimate:
+    """Paired difference over seeds of a measure's per-seed means, map A - map B."""
+    ma, mb = map_means(map_records, a, measure), map_means(map_records, b, measure)
+    return estimate(ma[s] - mb[s] for s in sorted(set(ma) & set(mb)))
+
+
 def face_agreement(records: list[dict], a: dict, b: dict) -> dict[str, float]:
     """Per-face paired view, pooled over the shared seeds: the share of faces only A gets
     right, only B gets right, and McNemar's exact p-value of each seed, combined by
@@ -124,3 +147,54 @@ def face_agreement(records: list[dict], a: dict, b: dict) -> dict[str, float]:
             pvalues.append(stats.binomtest(n10, n10 + n01).pvalue)
     combined = stats.combine_pvalues(pvalues).pvalue if pvalues else math.nan
     return {"only_a": only_a / max(total, 1), "only_b": only_b / max(total, 1), "p_mcnemar": float(combined)}
+
+
+def ablation_figure(records: list[dict], regimes=("hard", "default"), variants=("full", "nm", "np", "na", "rw")):
+    """Figure 6 from the records: test accuracy of each variant, mean and 95% interval over
+    seeds, one panel per regime, each seed's run as a dot."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.2 * len(regimes), 3.8), layout="constrained")
+    for ax, regime in zip(fig.subplots(1, len(regimes), squeeze=False)[0], regimes):
+        for x, variant in enumerate(variants):
+            where = dict(regime=regime, variant=variant, topn=15 if variant in ("full", "nm", "np") else None)
+            est = cell(records, **where)
+            if est.n == 0:
+                continue
+            ax.errorbar(x, 100 * est.mean, yerr=[[100 * (est.mean - est.low)], [100 * (est.high - est.mean)]]
+                        if est.n > 1 else None, fmt="o", color="tab:blue" if variant == "full" else "tab:gray",
+                        capsize=4, markersize=7)
+            ax.scatter([x + 0.15] * est.n, [100 * v for v in est.values], s=10, color="black", alpha=0.5)
+        ax.set_xticks(range(len(variants)), variants)
+        ax.set_title(f"{regime} regime")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle("Figure 6 on the synthetic faces: mean and 95% interval over seeds (dots: one run each)")
+    return fig
+
+
+def topn_figure(records: list[dict], rerouted: dict[int, float] | None = None, regime: str = "hard"):
+    """Figure 7 from the records: test accuracy of ``full`` trained at each topn (mean and 95%
+    interval over seeds); ``rerouted`` ({topn: accuracy}) adds one model trained at topn 15 and
+    re-routed, for the contrast between retraining and re-routing."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.subplots()
+    points = [(topn, cell(records, regime=regime, variant="full", topn=topn)) for topn in (1, 10, 15, 20, 30, 40, 49)]
+    points = [(t, e) for t, e in points if e.n]
+    if points:
+        ts = [t for t, _ in points]
+        ax.errorbar(ts, [100 * e.mean for _, e in points], capsize=4, marker="o", label="trained at each topn",
+                    yerr=[[100 * (e.mean - e.low) if e.n > 1 else 0 for _, e in points],
+                          [100 * (e.high - e.mean) if e.n > 1 else 0 for _, e in points]])
+    if rerouted:
+        ax.plot(list(rerouted), [100 * a for a in rerouted.values()], marker="s", linestyle="--", color="tab:orange",
+                label="trained at 15, re-routed")
+    ax.axvline(15, color="grey", linestyle=":", label="the paper's topn = 15")
+    ax.set_xlabel("topn (regions each region reads, of m² = 49)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"Figure 7 on the synthetic faces ({regime} regime): mean and 95% interval over seeds")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig

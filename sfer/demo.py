@@ -165,7 +165,8 @@ def run_demo(out: str | Path = "report", checkpoints: str | Path | None = None, 
 
     stage(f"key-region energy of {num_energy_faces} fresh faces (seed {faces_seed})")
     maps = {"l4": (full, "l4", method), "window": (window, "window", method), "kroafe": (full, "kroafe", method),
-            "window sources": (window, "window", "sources"), "kroafe sources": (full, "kroafe", "sources")}
+            "window sources": (window, "window", "attention_sources"),
+            "kroafe sources": (full, "kroafe", "attention_sources")}
     energy = measure_maps(maps, faces.images[:num_energy_faces], faces.masks[:num_energy_faces],
                           faces.labels[:num_energy_faces], measures=("energy", "pointing"))
     measures_figure(energy).savefig(out / "energy.png", dpi=120)
@@ -235,7 +236,8 @@ def report_markdown(summary: dict[str, Any], energy_table: str) -> str:
         "every map explaining the class the full model predicts. The attention blocks are shown two ways: "
         f"{summary['figure8']['method']} of their output shows where the evidence *sits* after attention "
         "moved it; their *sources* show which L4 tokens it was read from (the attention probabilities and "
-        "LayerNorm's scale held fixed, so each token's share of the logit is exact).",
+        "LayerNorm's scale held fixed, so each token's share of the logit is exact), without the part every "
+        "token carries straight through the residual join, which is the same in both blocks.",
         "",
         "![Grad-CAM and sources of L4, window attention and KROAFE](figure8.png)",
         "",

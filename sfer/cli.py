@@ -6,6 +6,8 @@ import argparse
 import importlib
 import sys
 
+from sfer import threads
+
 # Sub-command modules, each with ``register(subparsers)`` adding parsers whose
 # ``func`` default takes the parsed namespace and returns an exit code.
 _COMMAND_MODULES = (
@@ -33,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    threads.configure()  # before the sub-commands load torch, which reads the OpenMP wait policy once
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 

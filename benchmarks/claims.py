@@ -5,6 +5,9 @@
     python benchmarks/claims.py report                    # docs/claims.md from the records
 
 ``run`` trains every missing run of the grid with ``sfer train`` in a child process,
+from the checkout this script is in (run it from a ``git worktree`` of a fixed commit, so
+that edits in the main checkout cannot reach a run; ``--records-repo`` names the checkout
+whose ``docs/results`` receive the records),
 then predicts the test faces with the run's ``best.pt`` and appends one record to
 ``docs/results/claims.jsonl``. A run whose record is there is skipped, so the grid
 grows over several sittings and survives an interrupted one (a killed run leaves no
@@ -45,7 +48,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[1]  # the code that trains; records go to --records-repo
 RECORDS = ROOT / "docs" / "results" / "claims.jsonl"
 RUNS = Path("runs") / "claims"
 VARIANTS = ("full", "nm", "np", "na", "rw")
@@ -105,8 +108,9 @@ def record_key(record: dict) -> tuple:
             record["epochs"], record.get("recipe", "fast"))
 
 
-def load_records(path: Path = RECORDS) -> list[dict]:
-    """Every record, in file order; a line that is not JSON names its line number."""
+def load_records(path: Path | None = None) -> list[dict]:
+    """Every record (default: of the records file), in file order; a bad line names its number."""
+    path = RECORDS if path is None else path
     if not path.is_file():
         return []
     records = []
@@ -210,6 +214,7 @@ def measure_seed(regime: str, seed: int, num_faces: int) -> dict:
 
 def cmd_maps(args) -> None:
     """Measure Figure 8's maps for every hard-regime seed whose full and rw runs are done."""
+    _use_records_repo(args.records_repo)
     done = {(r["regime"], r["seed"]) for r in load_records(MAPS)}
     trained = {(r["regime"], r["variant"], r["seed"]) for r in load_records() if r.get("recipe", "fast") == "fast"
                and r["topn"] in (None, PAPER_TOPN)}
@@ -225,9 +230,11 @@ def cmd_maps(args) -> None:
 
 
 def _commit(path: Path, message: str) -> None:
+    repo = path.parents[2]  # <repo>/docs/results/<file>
+    subprocess.run(["git", "add", "--", str(path.relative_to(repo))], cwd=repo)
     for attempt in range(20):  # another git command may hold the index lock for a moment
-        if subprocess.run(["git", "commit", "-q", "-m", message, "--", str(path.relative_to(ROOT))],
-                          cwd=ROOT).returncode == 0:
+        if subprocess.run(["git", "commit", "-q", "-m", message, "--", str(path.relative_to(repo))],
+                          cwd=repo).returncode == 0:
             return
         time.sleep(3)
 
@@ -238,7 +245,15 @@ def cmd_plan(args) -> None:
         print(f"{'done' if run.key in done else 'todo'}  {run.cell:8s} {shlex.join(run.command())}")
 
 
+def _use_records_repo(repo: str | None) -> None:
+    global RECORDS, MAPS
+    if repo:
+        RECORDS = Path(repo).resolve() / "docs" / "results" / "claims.jsonl"
+        MAPS = Path(repo).resolve() / "docs" / "results" / "claims_maps.jsonl"
+
+
 def cmd_run(args) -> None:
+    _use_records_repo(args.records_repo)
     RECORDS.parent.mkdir(parents=True, exist_ok=True)
     todo = [run for run in grid() if run.key not in {record_key(r) for r in load_records()}]
     for run in todo[:args.max_runs]:
@@ -403,10 +418,12 @@ def main(argv=None) -> None:
     run = sub.add_parser("run", help="train the missing runs, one record each")
     run.add_argument("--max-runs", type=int, default=None, help="stop after this many runs")
     run.add_argument("--commit", action="store_true", help="git-commit the records file after each run")
+    run.add_argument("--records-repo", help="checkout whose docs/results receive the records (default: this one)")
     run.set_defaults(func=cmd_run)
     maps = sub.add_parser("maps", help="measure Figure 8's maps of the finished hard-regime full/rw seeds")
     maps.add_argument("--faces", type=int, default=300, help="test faces per seed")
     maps.add_argument("--commit", action="store_true", help="git-commit the maps file after each seed")
+    maps.add_argument("--records-repo", help="checkout whose docs/results hold the records (default: this one)")
     maps.set_defaults(func=cmd_maps)
     report = sub.add_parser("report", help="write docs/claims.md from the records")
     report.set_defaults(func=cmd_report)

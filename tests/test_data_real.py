@@ -18,7 +18,7 @@ from sfer.data import (
     eval_transform,
     train_transform,
 )
-from sfer.data.real import SkippedItemsWarning, ferplus_exclusion, ferplus_label
+from sfer.data.real import SkippedItemsWarning, ferplus_exclusion, ferplus_label, hold_out, validation_is_test
 
 # -- writers --------------------------------------------------------------------------
 
@@ -295,6 +295,35 @@ def test_rafdb_bad_images_named_at_build_or_load_and_skipped(tmp_path):
         ds = build_dataset("rafdb", tmp_path, "train", skip_bad=True)
     assert len(ds) == 1 and ds.targets == [4]
     assert {reason.split(" (")[0] for _, reason in ds.skipped} == {"not an image", "corrupt or truncated image"}
+
+
+def many_rafdb_lines(per_class):
+    """RAF-DB label lines: ``per_class[k]`` training images of label k + 1, and one test image per class."""
+    lines = [f"train_{k}{j:03d}.jpg {k + 1}" for k, count in enumerate(per_class) for j in range(count)]
+    return lines + [f"test_{k}000.jpg {k + 1}" for k in range(len(per_class))]
+
+
+def test_a_held_out_validation_split_is_stratified_seeded_and_disjoint(tmp_path):
+    """RAF-DB's val would be its test split: 10% of every class of train is held out instead."""
+    write_rafdb(tmp_path, many_rafdb_lines([20, 10, 30, 10, 20, 10, 100]))
+    full = build_dataset("rafdb", tmp_path, "train", transform=train_transform(112))
+    train, val = hold_out(full, 0.1, seed=0, transform=eval_transform(112))
+    assert np.bincount(val.targets).tolist() == [2, 1, 3, 1, 2, 1, 10]  # every class keeps its share
+    assert len(train) + len(val) == len(full) == 200
+    files = lambda ds: [item.source for item in ds.samples]  # noqa: E731
+    assert not set(files(train)) & set(files(val)) and files(train) == sorted(files(train))
+    assert files(hold_out(full, 0.1, seed=0)[1]) == files(val) != files(hold_out(full, 0.1, seed=1)[1])
+    assert train.transform is full.transform and val.transform is not full.transform and val.split != "test"
+    with pytest.raises(DataError, match=r"rafdb test: cannot hold out a stratified 10%") as err:
+        hold_out(build_dataset("rafdb", tmp_path, "test"), 0.1, seed=0)  # one image per class
+    assert_names(err, tmp_path)
+
+
+def test_the_validation_split_is_the_test_split_for_rafdb_and_affectnet_only(tmp_path):
+    assert validation_is_test("rafdb", tmp_path) and validation_is_test("affectnet", tmp_path)
+    (tmp_path / "test").mkdir()
+    assert not validation_is_test("affectnet", tmp_path)  # a folder tree with a test/ of its own
+    assert not any(validation_is_test(name, tmp_path) for name in ("fer2013", "ferplus", "imagefolder"))
 
 
 # -- AffectNet ------------------------------------------------------------------------

@@ -20,10 +20,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn as nn
 
-from sfer.engine import fit
-from sfer.engine.distributed import GlooSyncBatchNorm, sync_batchnorm
+from sfer.engine import distributed, fit
 from sfer.engine.evaluate import build_splits
-from sfer.engine.train import resolve_config
+from sfer.engine.train import compile_model, resolve_config
 from sfer.models import sfer_mdfae
 
 SETTINGS = dict(num_train=64, num_val=32, num_test=32, batch_size=16, epochs=2, device="cpu", num_workers=0,
@@ -58,6 +57,74 @@ def join_group(rank: int, port: int) -> None:
 
 
 # ------------------------------------------------------------ synchronised batch norm
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over processes whose backward sums the gradients over processes too."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        tensor = tensor.clone()
+        dist.all_reduce(tensor)
+        return tensor
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+class GlooSyncBatchNorm(nn.BatchNorm2d):
+    """BatchNorm2d whose training statistics are those of the global batch, on the CPU.
+
+    PyTorch's ``SyncBatchNorm`` has CUDA kernels only, and sfer refuses it elsewhere;
+    these tests stand it in under gloo, so that the engine's synchronised path (the
+    conversion, DDP without buffer broadcasts) runs without a GPU. Every process sums
+    its per-channel sum, sum of squares and count, one differentiable ``all_reduce``
+    adds them up, and the batch is normalised by the global mean and biased variance;
+    the running statistics take the unbiased variance, as ``BatchNorm2d`` does. Same
+    parameters and buffers, so checkpoints do not change.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
+        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        c = x.shape[1]
+        x32 = x.float()
+        local = torch.cat([x32.sum((0, 2, 3)), (x32 * x32).sum((0, 2, 3)),
+                           x32.new_full((1,), x.numel() // c)])  # (2C + 1,)
+        total = _AllReduceSum.apply(local)  # (2C + 1,) summed over processes
+        n = total[-1]
+        mean = total[:c] / n  # (C,)
+        var = (total[c:2 * c] / n - mean * mean).clamp(min=0)  # biased variance (C,)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+                self.running_mean.lerp_(mean.detach(), momentum)
+                self.running_var.lerp_(var.detach() * n / (n - 1).clamp(min=1), momentum)
+        scale = torch.rsqrt(var + self.eps) * (self.weight if self.affine else 1.0)  # (C,)
+        shift = (self.bias if self.affine else 0.0) - mean * scale  # (C,)
+        return (x32 * scale[:, None, None] + shift[:, None, None]).to(x.dtype)
+
+
+def gloo_sync_batchnorm(module: nn.Module, device: torch.device = None) -> nn.Module:
+    """Every BatchNorm2d of ``module`` replaced by a :class:`GlooSyncBatchNorm` holding the
+    same parameters and buffers (moved, not copied); stands in for the engine's
+    ``distributed.sync_batchnorm`` on the CPU."""
+    for name, child in module.named_children():
+        if type(child) is nn.BatchNorm2d:
+            synced = GlooSyncBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
+                                       child.track_running_stats)
+            synced.load_state_dict(child.state_dict())
+            if child.affine:
+                synced.weight, synced.bias = child.weight, child.bias
+            synced.train(child.training)
+            setattr(module, name, synced)
+        else:
+            gloo_sync_batchnorm(child)
+    return module
+
 
 def _sync_bn_worker(rank: int, port: int, out: str) -> None:
     join_group(rank, port)
@@ -97,10 +164,22 @@ def test_gloo_sync_batchnorm_is_batchnorm_over_the_global_batch(tmp_path):
         torch.testing.assert_close(r["running_var"], bn.running_var, rtol=1e-5, atol=1e-6)
 
 
-def test_sync_batchnorm_keeps_the_state_dict():
+def test_sync_batchnorm_is_off_by_default_and_refused_off_cuda():
+    assert not resolve_config()[0].sync_batchnorm
+    with pytest.raises(ValueError, match="--sync-batchnorm needs CUDA"):
+        distributed.sync_batchnorm(sfer_mdfae.build_model("tiny", "full", num_classes=6), torch.device("cpu"))
+
+
+def test_compiling_a_synchronised_model_warns():
+    net = nn.Linear(2, 2)
+    with pytest.warns(UserWarning, match="Dynamo breaks the graph at every SyncBatchNorm layer"):
+        compile_model(net, synced=True, ctx=distributed.Context(torch.device("cpu")))
+
+
+def test_the_gloo_stand_in_keeps_the_state_dict():
     model = sfer_mdfae.build_model("tiny", "full", num_classes=6)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    synced = sync_batchnorm(model, torch.device("cpu"))
+    synced = gloo_sync_batchnorm(model)
     assert not any(type(m) is nn.BatchNorm2d for m in synced.modules())
     assert sum(isinstance(m, GlooSyncBatchNorm) for m in synced.modules()) == \
         sum(isinstance(m, nn.BatchNorm2d) for m in sfer_mdfae.build_model("tiny", "full", 6).modules())
@@ -114,6 +193,7 @@ def _fit_worker(rank: int, ports: tuple[int, int], out: str, splits: str, settin
     sfer_mdfae.PRESETS["tiny"] = dataclasses.replace(sfer_mdfae.PRESETS["tiny"], dropout=0.0)
     with open(splits, "rb") as f:
         data = pickle.load(f)
+    distributed.sync_batchnorm = gloo_sync_batchnorm  # PyTorch's SyncBatchNorm has no CPU kernels
     for sync, port in zip((True, False), ports):  # each fit sets up its own process group: a fresh port each
         join_group(rank, port)
         fit(out=f"{out}/sync-{sync}", datasets=data, progress=False, sync_batchnorm=sync, **settings)
@@ -127,7 +207,7 @@ def test_two_gloo_processes_with_sync_batchnorm_match_one_process(tmp_path, monk
     normalises over the global batch as one process does, and the two runs agree to
     float rounding (losses to 1e-3, measured 4e-5 at the test); per-process batch
     norm normalises over 8 images instead of 16 and the runs part (losses 4e-3 to 3e-2)."""
-    settings = dict(SETTINGS, flip=False)
+    settings = dict(SETTINGS, flip=False, amp=False)  # fp32: bf16 autocast would round the two runs apart
     monkeypatch.setitem(sfer_mdfae.PRESETS, "tiny", dataclasses.replace(sfer_mdfae.PRESETS["tiny"], dropout=0.0))
     cfg, _ = resolve_config(**settings)
     data = build_splits(cfg, PREPROCESSING)
@@ -179,7 +259,7 @@ def test_torchrun_finishes_with_a_validation_split_smaller_than_the_process_coun
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert done.stdout.count("test accuracy") == 1  # rank 0 alone reports
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["world_size"] == 2 and metrics["config"]["sync_batchnorm"]
+    assert metrics["world_size"] == 2 and not metrics["config"]["sync_batchnorm"]  # off by default
     assert sum(map(sum, metrics["confusion_matrix"])) == 8  # every test image, once
     history = torch.load(tmp_path / "last.pt")["progress"]["history"]
     assert len(history) == 1 and history[0]["val_accuracy"] in (0.0, 1.0)  # one image, counted once

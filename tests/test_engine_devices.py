@@ -72,3 +72,26 @@ def test_worker_counts_follow_the_cores_this_process_may_use(monkeypatch):
     monkeypatch.setattr(distributed.os, "sched_getaffinity", lambda pid: {4, 5, 6}, raising=False)
     monkeypatch.setattr(distributed.os, "cpu_count", lambda: 64)
     assert distributed.usable_cores() == 3
+
+
+def test_teardown_leaves_only_the_process_group_sfer_created(monkeypatch):
+    """A group sfer joined is left at the end of ``fit``; a group the caller created (to
+    call ``fit`` twice, or to train and then evaluate) stays the caller's."""
+    dist = distributed.dist
+    create = dist.init_process_group
+    torchrun(monkeypatch, rank=0)
+    monkeypatch.setattr(dist, "init_process_group",  # one process stands in for torchrun's two
+                        lambda backend: create(backend, store=dist.HashStore(), rank=0, world_size=1))
+    ctx = distributed.setup("cpu")
+    assert ctx.created_group and dist.is_initialized()
+    distributed.teardown(ctx)
+    assert not dist.is_initialized()
+
+    create("gloo", store=dist.HashStore(), rank=0, world_size=1)  # the caller's group
+    try:
+        ctx = distributed.setup("cpu")
+        assert not ctx.created_group
+        distributed.teardown(ctx)
+        assert dist.is_initialized()
+    finally:
+        dist.destroy_process_group()

@@ -34,6 +34,7 @@ contempt (7-class setting), none, uncertain or no-face. They are listed in
 
 from __future__ import annotations
 
+import copy
 import csv
 import os
 import shlex
@@ -60,7 +61,7 @@ DATASET_SPLITS = {
     "fer2013": ("train", "val", "test"),
     "ferplus": ("train", "val", "test"),
     "rafdb": ("train", "test"),  # RAF-DB has no validation split
-    "affectnet": ("train", "val", "test"),  # test = the official validation set
+    "affectnet": ("train", "val", "test"),  # test = the official validation set (see validation_is_test)
     "imagefolder": ("train", "val", "test"),
 }
 
@@ -618,6 +619,46 @@ def build_dataset(name: str, root, split: str, transform=None, skip_bad: bool = 
     if name not in LOADERS:
         raise ValueError(f"unknown data set {name!r}; known: {sorted(LOADERS)}")
     if split not in DATASET_SPLITS[name]:
-        hint = " (RAF-DB has no validation split: validate on 'test', as the papers do)" if name == "rafdb" else ""
+        hint = " (RAF-DB has no validation split: hold_out one from train)" if name == "rafdb" else ""
         raise ValueError(f"{name} has splits {DATASET_SPLITS[name]}, not {split!r}{hint}")
     return LOADERS[name](root, split, transform=transform, skip_bad=skip_bad, **options)
+
+
+# -- A validation split where the data set publishes none --------------------------------
+
+
+def validation_is_test(name: str, root) -> bool:
+    """Whether the ``val`` split of data set ``name`` under ``root`` holds the faces papers
+    report as its test: RAF-DB has no validation split, and AffectNet's official
+    validation set is its test set (unless a folder tree has a ``test/`` of its own).
+    Choosing the best epoch on such a split reports a test accuracy chosen on the test
+    faces: hold a validation split out of train instead (:func:`hold_out`)."""
+    if name == "rafdb":
+        return True
+    return name == "affectnet" and not (Path(root) / "test").is_dir()
+
+
+def hold_out(ds: FaceDataset, fraction: float, seed: int, transform=None) -> tuple[FaceDataset, FaceDataset]:
+    """``ds`` parted into ``(train, val)``: ``fraction`` of every class held out, drawn by
+    ``seed`` (scikit-learn's stratified ``train_test_split``), so that every seed of a run
+    validates on the same faces and every class keeps its share. Both parts keep the file
+    order; ``val`` takes ``transform`` (evaluation's, not training's augmentation)."""
+    from sklearn.model_selection import train_test_split  # here: `import sfer.data` stays light
+
+    try:
+        keep, held = train_test_split(np.arange(len(ds)), test_size=fraction, random_state=seed, stratify=ds.targets)
+    except ValueError as err:  # a class with one image, or fewer held-out images than classes
+        raise DataError(ds.root, f"{ds.name} {ds.split}: cannot hold out a stratified {fraction:.0%} for "
+                                 f"validation ({err})") from None
+    return _part(ds, sorted(keep), ds.split, ds.transform), _part(ds, sorted(held), "val (held out of train)", transform)
+
+
+def _part(ds: FaceDataset, indices, split: str, transform) -> FaceDataset:
+    """The samples ``indices`` of ``ds`` as a data set of its own; what was skipped or
+    excluded while reading stays listed on the training part only."""
+    part = copy.copy(ds)
+    part.split, part.transform = split, transform
+    part.samples = [ds.samples[i] for i in indices]
+    if split != ds.split:
+        part.skipped, part.excluded = [], []
+    return part

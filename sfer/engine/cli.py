@@ -22,9 +22,9 @@ _USER_ERRORS = (FileNotFoundError, ValueError, NonFiniteLossError)
 
 # flag -> TrainConfig field, for the flags that map one to one
 _TRAIN_FLAGS = ("preset", "variant", "topn", "regions", "ir50", "data", "dataset", "num_train", "num_val",
-                "num_test", "data_seed", "regime", "nuisance", "skip_bad", "affectnet_classes", "crop_faces", "flip", "erase_p",
-                "epochs", "batch_size", "lr", "weight_decay", "patience",
-                "schedule", "seed", "out", "resume", "device", "amp", "compile", "num_workers",
+                "num_test", "data_seed", "regime", "nuisance", "skip_bad", "affectnet_classes", "crop_faces",
+                "val_fraction", "select_on_test", "flip", "erase_p", "epochs", "batch_size", "lr", "weight_decay",
+                "patience", "schedule", "seed", "out", "resume", "device", "amp", "compile", "num_workers",
                 "save_every", "sync_batchnorm")
 
 
@@ -91,6 +91,12 @@ def register(subparsers) -> None:
         help="AffectNet: 7 classes (default, the paper's; contempt excluded) or 8 with contempt")
     arg("--crop-faces", action=argparse.BooleanOptionalAction, default=None,
         help="AffectNet's official CSV: crop each image to its face box (default on)")
+    arg("--val-fraction", type=float,
+        help="RAF-DB, AffectNet (whose validation split is their test split): the share of train held out, "
+             "seeded and stratified, to choose the best epoch on (default 0.1)")
+    arg("--select-on-test", action="store_true", default=None,
+        help="RAF-DB, AffectNet: choose the best epoch on the test split, as the papers do (recorded as "
+             "selected_on: test in metrics.json; the test accuracy is then optimistic)")
     arg("--flip", action=argparse.BooleanOptionalAction, default=None, help="random horizontal flip (default on)")
     arg("--erase-p", type=float, help="probability of random erasing (default 0 on the synthetic faces; the paper's is 0.5)")
     arg("--epochs", type=int, help="maximum epochs")
@@ -109,7 +115,8 @@ def register(subparsers) -> None:
         help="torch.compile the model (default: on a CPU that runs bf16 natively, off elsewhere)")
     arg("--save-every", type=int, help="write last.pt every N epochs and after the last (default 1)")
     arg("--sync-batchnorm", action=argparse.BooleanOptionalAction, default=None,
-        help="under torchrun, batch norm over the global batch (default on)")
+        help="under torchrun on CUDA, batch norm over the global batch rather than each GPU's shard (default off; "
+             "docs/training.md says when to turn it on)")
     arg("--num-workers", type=int, help="data-loader processes (default 0 on CPU, up to 8 on CUDA)")
     arg("--no-progress", action="store_true", help="one line per epoch instead of progress bars")
     train.set_defaults(func=run_train)

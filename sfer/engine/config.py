@@ -56,13 +56,15 @@ class TrainConfig:
     num_train: int = 2400            # synthetic split sizes
     num_val: int = 600
     num_test: int = 600
-    data_seed: int = 0               # seed of the synthetic faces (fixed, so seeds share a test set)
+    data_seed: int = 0               # seed of the synthetic faces and of a held-out val split (fixed, so seeds share them)
     regime: str = "default"          # synthetic faces: "default" or "hard" (sets nuisance and cue, REGIMES)
     nuisance: float = 0.5            # strength of every classroom nuisance of the synthetic faces, 0..1
     cue: float = 1.0                 # how far each expression moves its parts from rest, 0..1
     skip_bad: bool = False           # skip unreadable images with a warning instead of failing
     affectnet_classes: int = 7       # AffectNet only: 7 (the paper's setting; contempt excluded) or 8
     crop_faces: bool = True          # AffectNet's official CSV only: crop each image to its face box
+    val_fraction: float = 0.1        # RAF-DB, AffectNet: the share of train held out for validation (their val is test)
+    select_on_test: bool = False     # RAF-DB, AffectNet: choose the best epoch on test instead (the papers' protocol)
     flip: bool = True                # augmentation (paper, section 4.3): random horizontal flip
     erase_p: float = 0.0             # ... and random erasing of one rectangle with this probability (paper: 0.5)
 
@@ -84,7 +86,7 @@ class TrainConfig:
     compile: bool | None = None      # torch.compile the model; None: on a bf16-native CPU (train.will_compile)
     num_workers: int | None = None   # None: 0 on CPU (exactly reproducible), up to 8 on CUDA
     save_every: int = 1              # write last.pt every this many epochs (and after the last one)
-    sync_batchnorm: bool = True      # under torchrun: batch norm over the global batch, not each process's shard
+    sync_batchnorm: bool = False     # under torchrun on CUDA: batch norm over the global batch, not each GPU's shard
 
     def __post_init__(self):
         if self.out is None:
@@ -117,6 +119,8 @@ class TrainConfig:
             problems.append(f"affectnet_classes must be 7 or 8 (with contempt), got {self.affectnet_classes!r}")
         if not 0.0 <= float(self.erase_p) <= 1.0:
             problems.append(f"erase_p must be in [0, 1], got {self.erase_p!r}")
+        if not 0.0 < float(self.val_fraction) < 1.0:
+            problems.append(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
         if not float(self.lr) > 0:
             problems.append(f"lr must be > 0, got {self.lr!r}")
         if problems:

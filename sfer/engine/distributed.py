@@ -13,9 +13,8 @@ instead). The chosen GPU is made the current one (``torch.cuda.set_device``), so
 pinned-memory threads, the CUDA RNG state and NCCL all use it rather than GPU 0.
 
 Batch norm over the global batch: under DDP each process normalises over its own
-shard unless the model's BatchNorm layers are synchronised (:func:`sync_batchnorm`):
-PyTorch's ``SyncBatchNorm`` on CUDA, :class:`GlooSyncBatchNorm` on the CPU, where
-PyTorch's has no kernels.
+shard unless the model's BatchNorm layers are synchronised (:func:`sync_batchnorm`,
+``--sync-batchnorm``, off by default as in timm): PyTorch's ``SyncBatchNorm``, CUDA only.
 """
 
 from __future__ import annotations
@@ -37,6 +36,7 @@ class Context:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    created_group: bool = False  # sfer joined the process group, so sfer leaves it (teardown)
 
     @property
     def is_main(self) -> bool:
@@ -114,13 +114,16 @@ def setup(device: str | torch.device = "auto") -> Context:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     resolved = use_device(resolve_device(device, local_rank, world_size))
-    if world_size > 1 and not dist.is_initialized():
+    create = world_size > 1 and not dist.is_initialized()
+    if create:
         dist.init_process_group(backend="nccl" if resolved.type == "cuda" else "gloo")
-    return Context(resolved, rank, world_size, local_rank)
+    return Context(resolved, rank, world_size, local_rank, created_group=create)
 
 
 def teardown(ctx: Context) -> None:
-    if ctx.distributed and dist.is_initialized():
+    """Leave the process group if :func:`setup` joined it; a group the caller created (a
+    script that calls ``fit`` twice, or trains and then evaluates) stays the caller's."""
+    if ctx.created_group and dist.is_initialized():
         dist.destroy_process_group()
 
 
@@ -166,73 +169,16 @@ def broadcast_buffers(module: nn.Module, ctx: Context) -> None:
             dist.broadcast(buffer, src=0)
 
 
-class _AllReduceSum(torch.autograd.Function):
-    """Sum over processes whose backward sums the gradients over processes too."""
-
-    @staticmethod
-    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
-        tensor = tensor.clone()
-        dist.all_reduce(tensor)
-        return tensor
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.clone()
-        dist.all_reduce(grad)
-        return grad
-
-
-class GlooSyncBatchNorm(nn.BatchNorm2d):
-    """BatchNorm2d whose training statistics are those of the global batch, on the CPU.
-
-    PyTorch's ``SyncBatchNorm`` has CUDA kernels only. Here every process sums its
-    per-channel sum, sum of squares and count, one differentiable ``all_reduce``
-    (its backward sums the gradients over processes, as ``SyncBatchNorm``'s does)
-    adds them up, and the batch is normalised by the global mean and biased variance;
-    the running statistics take the unbiased variance, as ``BatchNorm2d`` does. In eval
-    mode, or on one process, it is ``BatchNorm2d``. Same parameters and buffers, so
-    checkpoints do not change.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
-        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-            return super().forward(x)
-        c = x.shape[1]
-        x32 = x.float()
-        local = torch.cat([x32.sum((0, 2, 3)), (x32 * x32).sum((0, 2, 3)),
-                           x32.new_full((1,), x.numel() // c)])  # (2C + 1,)
-        total = _AllReduceSum.apply(local)  # (2C + 1,) summed over processes
-        n = total[-1]
-        mean = total[:c] / n  # (C,)
-        var = (total[c:2 * c] / n - mean * mean).clamp(min=0)  # biased variance (C,)
-        if self.track_running_stats:
-            with torch.no_grad():
-                self.num_batches_tracked.add_(1)
-                momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-                self.running_mean.lerp_(mean.detach(), momentum)
-                self.running_var.lerp_(var.detach() * n / (n - 1).clamp(min=1), momentum)
-        scale = torch.rsqrt(var + self.eps) * (self.weight if self.affine else 1.0)  # (C,)
-        shift = (self.bias if self.affine else 0.0) - mean * scale  # (C,)
-        return (x32 * scale[:, None, None] + shift[:, None, None]).to(x.dtype)
-
-
 def sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
-    """Every BatchNorm2d of ``module`` normalising over the global batch of all processes.
+    """Every BatchNorm of ``module`` normalising over the global batch of all processes:
+    PyTorch's ``SyncBatchNorm``, which has CUDA kernels only. The parameters and buffers
+    are moved, not copied, so build the optimiser afterwards.
 
-    CUDA: PyTorch's ``SyncBatchNorm``. CPU (gloo): :class:`GlooSyncBatchNorm`. The
-    parameters and buffers are moved, not copied, so build the optimiser afterwards.
+    Off by default (``--sync-batchnorm`` turns it on), as in timm: it adds a collective to
+    every batch-norm layer of every step and breaks a compiled graph there, and it
+    matters only when each GPU's shard is small; ``docs/training.md`` says when.
     """
-    if device.type == "cuda":
-        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
-    for name, child in module.named_children():
-        if type(child) is nn.BatchNorm2d:
-            synced = GlooSyncBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
-                                       child.track_running_stats)
-            synced.load_state_dict(child.state_dict())
-            if child.affine:
-                synced.weight, synced.bias = child.weight, child.bias
-            synced.train(child.training)
-            setattr(module, name, synced)
-        else:
-            sync_batchnorm(child, device)
-    return module
+    if device.type != "cuda":
+        raise ValueError(f"--sync-batchnorm needs CUDA (PyTorch's SyncBatchNorm has no {device.type} kernels): "
+                         f"train without it")
+    return nn.SyncBatchNorm.convert_sync_batchnorm(module)

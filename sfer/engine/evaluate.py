@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm  # text bars: a notebook widget bar is saved as a stale "0%" without a kernel
 
 from sfer.data import DATASET_SPLITS, build_dataset, eval_transform, synthetic_splits, train_transform
+from sfer.data.real import hold_out, validation_is_test
 
 from . import distributed
 from .checkpoint import build_from_checkpoint, check_classes, load_checkpoint
@@ -31,16 +32,29 @@ from .config import TrainConfig
 
 # ---------------------------------------------------------------------------- data
 
-def split_names(dataset: str) -> dict[str, str]:
-    """The loader's split for train, val and test: RAF-DB has no validation split, so
-    there the test split also drives early stopping, as in the papers that report on it."""
-    known = DATASET_SPLITS[dataset]
-    return {"train": "train", "val": "val" if "val" in known else "test", "test": "test"}
+def selected_on(cfg: TrainConfig) -> str:
+    """Which faces choose the best epoch, as ``metrics.json`` records it (``selected_on``).
+
+    - ``"val"``: the data set's own validation split (FER2013's and FERPlus's
+      PublicTest, an image-folder tree's ``val/``, the synthetic faces' val split).
+    - ``"held-out train"``: RAF-DB and AffectNet, whose ``val`` would be the test split
+      they report, hold out ``val_fraction`` of train instead (seeded by ``data_seed``,
+      stratified by class), so the test faces never choose the model.
+    - ``"test"``: with ``select_on_test``, the papers' protocol on those two data sets;
+      the test accuracy is then optimistic, and :func:`sfer.engine.fit` warns.
+    """
+    if cfg.dataset == "synthetic" or not validation_is_test(cfg.dataset, cfg.data):
+        if cfg.select_on_test:
+            raise ValueError(f"select_on_test: {cfg.dataset} has a validation split of its own; "
+                             f"it applies to RAF-DB and AffectNet, whose validation split is their test split")
+        return "val"
+    return "test" if cfg.select_on_test else "held-out train"
 
 
 def build_splits(cfg: TrainConfig, preprocessing: dict[str, Any], splits=("train", "val", "test")
                  ) -> dict[str, Dataset]:
-    """The data sets a config names, with training augmentation on ``train`` only."""
+    """The data sets a config names, with training augmentation on ``train`` only; ``val``
+    is the split :func:`selected_on` names."""
     size, mean, std = preprocessing["image_size"], preprocessing["mean"], preprocessing["std"]
     transforms = {"train": train_transform(size, mean, std, flip=cfg.flip, erase_p=cfg.erase_p), "val": eval_transform(size, mean, std),
                   "test": eval_transform(size, mean, std)}
@@ -55,11 +69,21 @@ def build_splits(cfg: TrainConfig, preprocessing: dict[str, Any], splits=("train
         raise ValueError(f"--dataset {cfg.dataset} reads files: pass --data FOLDER (the data set's folder)")
     if not Path(cfg.data).exists():
         raise FileNotFoundError(f"data path does not exist: {cfg.data} (for --dataset {cfg.dataset})")
-    names = split_names(cfg.dataset)
     options = {"num_classes": cfg.affectnet_classes, "crop_faces": cfg.crop_faces} if cfg.dataset == "affectnet" \
         else {}
-    return {split: build_dataset(cfg.dataset, cfg.data, names[split], transform=transforms[split],
-                                 skip_bad=cfg.skip_bad, **options) for split in splits}
+
+    def load(split: str, transform) -> Dataset:
+        return build_dataset(cfg.dataset, cfg.data, split, transform=transform, skip_bad=cfg.skip_bad, **options)
+
+    source = selected_on(cfg)
+    loaded = {}
+    if source == "held-out train" and {"train", "val"} & set(splits):
+        loaded["train"], loaded["val"] = hold_out(load("train", transforms["train"]), cfg.val_fraction,
+                                                  cfg.data_seed, transform=transforms["val"])
+    for split in splits:
+        if split not in loaded:
+            loaded[split] = load("test" if split == "val" and source == "test" else split, transforms[split])
+    return {split: loaded[split] for split in splits}
 
 
 class Rendered(Dataset):

@@ -5,7 +5,9 @@ one process too, so the global batches are the same whatever the process count),
 train, validate, step the schedule, write ``last.pt`` (and ``best.pt`` when the
 validation accuracy improved) and ``log.csv``. After the last epoch, or when
 ``patience`` epochs pass without a better validation accuracy, the best weights
-are tested and ``metrics.json`` and ``curves.png`` are written.
+are tested and ``metrics.json`` and ``curves.png`` are written; ``metrics.json``
+records which faces chose the best epoch (``selected_on``: see
+:func:`sfer.engine.evaluate.selected_on`).
 
 Reproducibility: the model is initialised from ``seed``; ``last.pt`` stores every
 RNG each process uses (torch, CUDA, NumPy, Python, the loader's generator), so a
@@ -17,7 +19,7 @@ The GPU path: the training step queues work without waiting for it (no host sync
 the running loss, accuracy and a non-finite flag stay on the device and are read
 every ``LOG_EVERY`` steps by rank 0 when its bar is shown, and at the end of the
 epoch); fused Adam; cuDNN autotuning; channels-last and bf16 autocast; under
-``torchrun`` batch norm over the global batch (``sync_batchnorm``). Validation and the
+``torchrun``, optionally, batch norm over the global batch (``sync_batchnorm``). Validation and the
 test run the plain model, never the DDP or compiled wrapper: a process whose shard of
 a small split is empty then has nothing to wait for, and validation adds no compiled
 graph. With ``compile`` the training loader drops its last partial batch, so that
@@ -32,6 +34,8 @@ import math
 import random
 import shutil
 import time
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +56,8 @@ from . import distributed
 from .checkpoint import (FORMAT, VERSION, atomic_save, capture_rng, check_classes, load_checkpoint,
                          restore_rng, strip_checkpoint)
 from .config import ARCHITECTURE_FIELDS, TrainConfig, config_layer, from_dict
-from .evaluate import (autocast, build_splits, confusion_matrix, eval_loader, report, summarize, uses_bf16,
-                       uses_channels_last)
+from .evaluate import (autocast, build_splits, confusion_matrix, eval_loader, report, selected_on, summarize,
+                       uses_bf16, uses_channels_last)
 
 LOG_EVERY = 20  # steps between two reads of the running figures for the progress bar
 LOG_FIELDS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "images_per_s",
@@ -99,12 +103,25 @@ def fit(config: TrainConfig | dict | str | Path | None = None, *, datasets: dict
     named by the config with ``{"train", "val", "test"}`` data sets of
     ``(image tensor, label)`` pairs that have a ``classes`` list. ``progress=False``
     swaps the tqdm bars for one printed line per epoch.
+
+    The steps below run in the order of the random draws (model initialisation, then
+    the loaders' seeds, then a resumed run's saved states), so the same seed gives the
+    same weights.
     """
     start = time.perf_counter()
     cfg, resumed = resolve_config(config, **overrides)
     ctx = distributed.setup(cfg.device)
     try:
-        return _fit(cfg, resumed, ctx, datasets, progress, start)
+        data = _load_data(cfg, resumed, ctx, datasets)
+        model, net, optimizer, compiled = _build(cfg, resumed, ctx, len(data.classes))
+        generator, sampler, loaders = _make_loaders(cfg, ctx, data.splits, compiled)
+        run = _Run(cfg, ctx, data, model, net, optimizer, compiled, generator, sampler, loaders)
+        _resume(run, resumed)
+        for epoch in range(run.first_epoch, cfg.epochs):
+            if run.state["bad_epochs"] >= cfg.patience:
+                break
+            _run_epoch(run, epoch, progress)
+        return _test(run, progress, start)
     finally:
         distributed.teardown(ctx)
 
@@ -115,23 +132,56 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _fit(cfg: TrainConfig, resumed: dict | None, ctx: distributed.Context, datasets: dict | None,
-         progress: bool, start: float) -> dict[str, Any]:
-    out = Path(cfg.out)
-    say = print if ctx.is_main else (lambda *a, **k: None)
-    if cfg.batch_size % ctx.world_size:
-        raise ValueError(f"batch_size {cfg.batch_size} (the global batch) must divide by the "
-                         f"{ctx.world_size} processes")
-    local_batch = cfg.batch_size // ctx.world_size
-    cuda = ctx.device.type == "cuda"
-    if cuda:
-        torch.backends.cudnn.benchmark = True  # one input size: cuDNN times its algorithms once per shape
-    workers = cfg.num_workers if cfg.num_workers is not None else (
-        min(8, distributed.usable_cores() // ctx.world_size) if cuda else 0)
+@dataclass
+class _Data:
+    """The splits of a run, their classes and preprocessing, and which faces choose the best epoch."""
 
-    # ---- data
+    splits: dict[str, Dataset]
+    classes: list[str]
+    preprocessing: dict[str, Any]
+    selected_on: str
+
+
+@dataclass
+class _Run:
+    """What the steps of one run share: the model and its wrapper, the optimiser, the
+    loaders and the early-stopping state that ``last.pt`` saves."""
+
+    cfg: TrainConfig
+    ctx: distributed.Context
+    data: _Data
+    model: nn.Module
+    net: nn.Module  # what trains: the model, wrapped by DDP and torch.compile where they apply
+    optimizer: torch.optim.Optimizer
+    compiled: bool
+    generator: torch.Generator
+    sampler: DistributedSampler
+    loaders: dict[str, DataLoader]
+    state: dict[str, Any] = field(default_factory=lambda: {
+        "best_val_accuracy": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": [], "train_time_s": 0.0})
+    first_epoch: int = 0
+
+    @property
+    def out(self) -> Path:
+        return Path(self.cfg.out)
+
+    @property
+    def channels_last(self) -> bool:
+        return uses_channels_last(self.ctx.device, self.cfg.amp)
+
+    def say(self, *args: Any) -> None:
+        """Print on rank 0 only."""
+        if self.ctx.is_main:
+            print(*args)
+
+
+def _load_data(cfg: TrainConfig, resumed: dict | None, ctx: distributed.Context,
+               datasets: dict[str, Dataset] | None) -> _Data:
+    """The splits (the config's, or ``datasets``), checked to share the train split's classes
+    (and the resumed checkpoint's); a warning where the test split chooses the best epoch."""
     preprocessing = resumed["preprocessing"] if resumed else {
         "image_size": PRESETS[cfg.preset].image_size, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+    source = "val" if datasets is not None else selected_on(cfg)
     if datasets is None:
         datasets = build_splits(cfg, preprocessing)
     classes = list(datasets["train"].classes)
@@ -141,20 +191,34 @@ def _fit(cfg: TrainConfig, resumed: dict | None, ctx: distributed.Context, datas
                              f"the train split's {classes}")
     if resumed:
         check_classes(resumed["classes"], classes, source=cfg.resume)
+    if source == "test" and ctx.is_main:
+        warnings.warn(f"{cfg.dataset}: select_on_test chooses the best epoch on the test split that metrics.json "
+                      f"reports (the papers' protocol), so its test accuracy is optimistic; without it, "
+                      f"{cfg.val_fraction:.0%} of train is held out for validation", stacklevel=3)
+    return _Data(datasets, classes, preprocessing, source)
 
-    # ---- model and optimiser (initialised from the seed: the same on every process)
+
+def _build(cfg: TrainConfig, resumed: dict | None, ctx: distributed.Context, num_classes: int
+           ) -> tuple[nn.Module, nn.Module, torch.optim.Optimizer, bool]:
+    """``(model, net, optimizer, compiled)``: the model (initialised from the seed, so the same on
+    every process; a resumed run's weights), the optimiser, and ``net``, the model wrapped by
+    DDP and ``torch.compile`` where they apply, which is what trains."""
+    cuda = ctx.device.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # one input size: cuDNN times its algorithms once per shape
     _seed_everything(cfg.seed)
-    model = build_model(cfg.preset, cfg.variant, num_classes=len(classes), topn=cfg.topn, regions=cfg.regions)
+    model = build_model(cfg.preset, cfg.variant, num_classes=num_classes, topn=cfg.topn, regions=cfg.regions)
     if cfg.ir50 and not resumed:
-        say(load_ir50(model, cfg.ir50))
+        loaded = load_ir50(model, cfg.ir50)
+        if ctx.is_main:
+            print(loaded)
     if resumed:
         model.load_state_dict(resumed["model"])
     synced = ctx.distributed and cfg.sync_batchnorm
     if synced:
         model = distributed.sync_batchnorm(model, ctx.device)
     model.to(ctx.device)
-    channels_last = uses_channels_last(ctx.device, cfg.amp)
-    if channels_last:
+    if uses_channels_last(ctx.device, cfg.amp):
         model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, cfg, ctx.device)
     # Synchronised batch norm keeps the running statistics equal on every process, so
@@ -163,130 +227,151 @@ def _fit(cfg: TrainConfig, resumed: dict | None, ctx: distributed.Context, datas
                                              broadcast_buffers=not synced) if ctx.distributed else model
     compiled = will_compile(cfg, ctx.device)
     if compiled:
-        net = torch.compile(net)
+        net = compile_model(net, synced, ctx)
+    return model, net, optimizer, compiled
 
-    # ---- loaders: the sampler shuffles by seed + epoch; the generator seeds worker processes
+
+def _make_loaders(cfg: TrainConfig, ctx: distributed.Context, splits: dict[str, Dataset], compiled: bool
+                  ) -> tuple[torch.Generator, DistributedSampler, dict[str, DataLoader]]:
+    """The loaders: the sampler shuffles by ``seed + epoch``; the generator (seeded by
+    ``seed + rank``) seeds the worker processes. A compiled step would recompile for a
+    last partial batch, so compiled training drops it."""
+    if cfg.batch_size % ctx.world_size:
+        raise ValueError(f"batch_size {cfg.batch_size} (the global batch) must divide by the "
+                         f"{ctx.world_size} processes")
+    local_batch = cfg.batch_size // ctx.world_size
+    workers = cfg.num_workers if cfg.num_workers is not None else (
+        min(8, distributed.usable_cores() // ctx.world_size) if ctx.device.type == "cuda" else 0)
     _seed_everything(cfg.seed + ctx.rank)
     generator = torch.Generator().manual_seed(cfg.seed + ctx.rank)
-    sampler = DistributedSampler(datasets["train"], num_replicas=ctx.world_size, rank=ctx.rank,
+    sampler = DistributedSampler(splits["train"], num_replicas=ctx.world_size, rank=ctx.rank,
                                  shuffle=True, seed=cfg.seed)
-    # A last batch of one image per process cannot be batch-normalised in training mode;
-    # a compiled step would recompile for a last batch of any other size.
-    last = len(sampler) % local_batch
-    train_loader = training_loader(datasets["train"], local_batch, sampler, workers, ctx.device, generator,
-                                   drop_last=compiled or last == 1)
+    train_loader = training_loader(splits["train"], local_batch, sampler, workers, ctx.device, generator,
+                                   drop_last=compiled)
     if len(train_loader) == 0:
-        raise ValueError(f"the {len(datasets['train'])} training images make no full batch of {cfg.batch_size}"
-                         f"{' (compiled training drops the partial one)' if compiled else ''}: lower --batch-size")
-    val_loader = eval_loader(datasets["val"], local_batch, ctx, workers)
-    test_loader = eval_loader(datasets["test"], local_batch, ctx, workers)
+        raise ValueError(f"the {len(splits['train'])} training images make no full batch of {cfg.batch_size}"
+                         f"{' (--compile drops the partial one)' if compiled else ''}: lower --batch-size")
+    return generator, sampler, {"train": train_loader, "val": eval_loader(splits["val"], local_batch, ctx, workers),
+                                "test": eval_loader(splits["test"], local_batch, ctx, workers)}
 
-    # ---- state that a resume restores
-    state = {"best_val_accuracy": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": [], "train_time_s": 0.0}
-    first_epoch = 0
+
+def _resume(run: _Run, resumed: dict | None) -> None:
+    """Restore the optimiser, the early-stopping state and every RNG from ``last.pt``; make ``--out``."""
     if resumed:
         if "optimizer" not in resumed:
-            raise CheckpointError(f"{cfg.resume} is an inference checkpoint (no optimiser state): "
+            raise CheckpointError(f"{run.cfg.resume} is an inference checkpoint (no optimiser state): "
                                   f"resume from the run's last.pt")
-        load_optimizer_state(optimizer, resumed["optimizer"])
-        state = dict(resumed["progress"])
-        first_epoch = int(resumed["epoch"])
+        load_optimizer_state(run.optimizer, resumed["optimizer"])
+        run.state = dict(resumed["progress"])
+        run.first_epoch = int(resumed["epoch"])
         rng = resumed["rng"]
-        restore_rng(rng[ctx.rank] if len(rng) == ctx.world_size else rng[0], generator)
-        say(f"resumed from {cfg.resume} after epoch {first_epoch}")
-    if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
+        restore_rng(rng[run.ctx.rank] if len(rng) == run.ctx.world_size else rng[0], run.generator)
+        run.say(f"resumed from {run.cfg.resume} after epoch {run.first_epoch}")
+    if run.ctx.is_main:
+        run.out.mkdir(parents=True, exist_ok=True)
 
-    def checkpoint(epoch: int, metrics: dict, training_state: bool) -> dict[str, Any]:
-        """The checkpoint dict; ``training_state`` adds what a resume needs (gathering the
-        RNG states is a collective: every process calls this with the same arguments)."""
-        ckpt = {"format": FORMAT, "version": VERSION, "model": model.state_dict(), "model_config": model.config,
-                "classes": classes, "preprocessing": preprocessing, "config": cfg.to_dict(), "epoch": epoch,
-                "metrics": metrics}
-        if training_state:
-            ckpt.update(optimizer=optimizer.state_dict(), rng=distributed.all_gather(capture_rng(generator), ctx),
-                        progress=state)
-        return ckpt
 
-    # ---- epochs
-    for epoch in range(first_epoch, cfg.epochs):
-        if state["bad_epochs"] >= cfg.patience:
-            break
-        sampler.set_epoch(epoch)
-        t0 = time.perf_counter()
-        lr = learning_rate(cfg, epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        bar = tqdm(total=len(train_loader), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
-                   disable=not (progress and ctx.is_main), dynamic_ncols=True)
-        train = train_one_epoch(net, train_loader, optimizer, ctx, amp=cfg.amp, bar=bar, epoch=epoch + 1,
-                                last_good=out / "last.pt", skip_on_device=cuda, channels_last=channels_last)
-        distributed.broadcast_buffers(model, ctx)  # every process validates rank 0's running statistics
-        counts, val_loss = confusion_matrix(model, val_loader, len(classes), ctx, amp=cfg.amp)
-        val_acc = summarize(counts, classes)["accuracy"]
-        if not math.isfinite(val_loss):
-            raise NonFiniteLossError(f"the validation loss is {val_loss} after epoch {epoch + 1}: the weights "
-                                     f"diverged; {_kept(out / 'last.pt')}. Lower --lr and resume or restart")
-        improved = val_acc > state["best_val_accuracy"]
-        if improved:
-            state.update(best_val_accuracy=val_acc, best_epoch=epoch + 1, bad_epochs=0)
-        else:
-            state["bad_epochs"] += 1
-        seconds = time.perf_counter() - t0
-        state["train_time_s"] += seconds
-        row = {"epoch": epoch + 1, "train_loss": train["loss"], "train_accuracy": train["accuracy"],
-               "val_loss": val_loss, "val_accuracy": val_acc, "lr": lr, "images_per_s": train["images_per_s"],
-               "epoch_time_s": seconds, "best": improved}
-        state["history"].append(row)
-
-        save_last = ((epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.epochs
-                     or state["bad_epochs"] >= cfg.patience)
-        if save_last or improved:
-            ckpt = checkpoint(epoch + 1, {"val_accuracy": val_acc, "val_loss": val_loss}, training_state=save_last)
-            if ctx.is_main and save_last:
-                atomic_save(ckpt, out / "last.pt")
-            if ctx.is_main and improved:
-                atomic_save(strip_checkpoint(ckpt), out / "best.pt")
-        if ctx.is_main:
-            write_log(state["history"], out / "log.csv")
-        summary = (f"train loss {train['loss']:.4f} acc {train['accuracy']:.4f} | val loss {val_loss:.4f} "
-                   f"acc {val_acc:.4f}{' (best)' if improved else ''} | {train['images_per_s']:.0f} img/s")
-        if bar.disable:
-            say(f"epoch {epoch + 1}/{cfg.epochs}: {summary} | {seconds:.1f} s")
-        else:
-            bar.set_postfix_str(summary)
-        bar.close()
-        if state["bad_epochs"] >= cfg.patience:
-            say(f"early stop: no better validation accuracy for {cfg.patience} epochs "
+def _run_epoch(run: _Run, epoch: int, progress: bool) -> None:
+    """Train one epoch (0-based ``epoch``), validate, update the early-stopping state, save, log."""
+    cfg, ctx, state = run.cfg, run.ctx, run.state
+    run.sampler.set_epoch(epoch)
+    t0 = time.perf_counter()
+    lr = learning_rate(cfg, epoch)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    bar = tqdm(total=len(run.loaders["train"]), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+               disable=not (progress and ctx.is_main), dynamic_ncols=True)
+    train = train_one_epoch(run.net, run.loaders["train"], run.optimizer, ctx, amp=cfg.amp, bar=bar,
+                            epoch=epoch + 1, last_good=run.out / "last.pt", sync_free=ctx.device.type == "cuda",
+                            channels_last=run.channels_last)
+    distributed.broadcast_buffers(run.model, ctx)  # every process validates rank 0's running statistics
+    counts, val_loss = confusion_matrix(run.model, run.loaders["val"], len(run.data.classes), ctx, amp=cfg.amp)
+    val_acc = summarize(counts, run.data.classes)["accuracy"]
+    if not math.isfinite(val_loss):
+        raise NonFiniteLossError(f"the validation loss is {val_loss} after epoch {epoch + 1}: the weights "
+                                 f"diverged; {_kept(run.out / 'last.pt')}. Lower --lr and resume or restart")
+    improved = val_acc > state["best_val_accuracy"]
+    if improved:
+        state.update(best_val_accuracy=val_acc, best_epoch=epoch + 1, bad_epochs=0)
+    else:
+        state["bad_epochs"] += 1
+    seconds = time.perf_counter() - t0
+    state["train_time_s"] += seconds
+    state["history"].append({
+        "epoch": epoch + 1, "train_loss": train["loss"], "train_accuracy": train["accuracy"], "val_loss": val_loss,
+        "val_accuracy": val_acc, "lr": lr, "images_per_s": train["images_per_s"], "epoch_time_s": seconds,
+        "best": improved})
+    _save(run, epoch + 1, {"val_accuracy": val_acc, "val_loss": val_loss}, improved)
+    summary = (f"train loss {train['loss']:.4f} acc {train['accuracy']:.4f} | val loss {val_loss:.4f} "
+               f"acc {val_acc:.4f}{' (best)' if improved else ''} | {train['images_per_s']:.0f} img/s")
+    if bar.disable:
+        run.say(f"epoch {epoch + 1}/{cfg.epochs}: {summary} | {seconds:.1f} s")
+    else:
+        bar.set_postfix_str(summary)
+    bar.close()
+    if state["bad_epochs"] >= cfg.patience:
+        run.say(f"early stop: no better validation accuracy for {cfg.patience} epochs "
                 f"(best {state['best_val_accuracy']:.4f} at epoch {state['best_epoch']})")
 
-    # ---- test the best weights
+
+def _save(run: _Run, epochs_done: int, metrics: dict[str, float], improved: bool) -> None:
+    """``last.pt`` every ``save_every`` epochs, after the last and at an early stop; ``best.pt``
+    when the validation accuracy improved; ``log.csv`` always. Gathering the RNG states
+    for ``last.pt`` is a collective: every process takes the same branch."""
+    cfg, state = run.cfg, run.state
+    save_last = epochs_done % cfg.save_every == 0 or epochs_done == cfg.epochs or state["bad_epochs"] >= cfg.patience
+    if save_last or improved:
+        ckpt = _checkpoint(run, epochs_done, metrics, training_state=save_last)
+        if run.ctx.is_main and save_last:
+            atomic_save(ckpt, run.out / "last.pt")
+        if run.ctx.is_main and improved:
+            atomic_save(strip_checkpoint(ckpt), run.out / "best.pt")
+    if run.ctx.is_main:
+        write_log(state["history"], run.out / "log.csv")
+
+
+def _checkpoint(run: _Run, epoch: int, metrics: dict, training_state: bool) -> dict[str, Any]:
+    """The checkpoint dict; ``training_state`` adds what a resume needs."""
+    ckpt = {"format": FORMAT, "version": VERSION, "model": run.model.state_dict(), "model_config": run.model.config,
+            "classes": run.data.classes, "preprocessing": run.data.preprocessing, "config": run.cfg.to_dict(),
+            "epoch": epoch, "metrics": metrics}
+    if training_state:
+        ckpt.update(optimizer=run.optimizer.state_dict(),
+                    rng=distributed.all_gather(capture_rng(run.generator), run.ctx), progress=run.state)
+    return ckpt
+
+
+def _test(run: _Run, progress: bool, start: float) -> dict[str, Any]:
+    """Test the best weights; write ``metrics.json`` and ``curves.png``; return the metrics."""
+    cfg, ctx, state, out, classes = run.cfg, run.ctx, run.state, run.out, run.data.classes
     distributed.barrier(ctx)  # rank 0 has written best.pt
     if not (out / "best.pt").is_file():
         raise RuntimeError(f"no epoch was trained and {out / 'best.pt'} does not exist: raise --epochs")
-    model.load_state_dict(load_checkpoint(out / "best.pt", map_location=ctx.device)["model"])
-    counts, test_loss = confusion_matrix(model, test_loader, len(classes), ctx, amp=cfg.amp,
+    run.model.load_state_dict(load_checkpoint(out / "best.pt", map_location=ctx.device)["model"])
+    counts, test_loss = confusion_matrix(run.model, run.loaders["test"], len(classes), ctx, amp=cfg.amp,
                                          progress=progress, desc="test")
     test = summarize(counts, classes)
     history = state["history"]
     metrics = {
         "test_accuracy": test["accuracy"], "test_loss": test_loss,
         "best_val_accuracy": state["best_val_accuracy"], "best_epoch": state["best_epoch"],
+        "selected_on": run.data.selected_on,
         "epochs": len(history), "stopped_early": state["bad_epochs"] >= cfg.patience,
         "per_class_accuracy": test["per_class_accuracy"], "confusion_matrix": test["confusion_matrix"],
         "classification_report": report(counts, classes)[0], "classes": classes,
         "train_images_per_s": float(np.mean([r["images_per_s"] for r in history])) if history else None,
         "train_time_s": state["train_time_s"], "wall_time_s": time.perf_counter() - start,
         "device": str(ctx.device), "world_size": ctx.world_size, "torch": torch.__version__,
-        "bf16": uses_bf16(ctx.device, cfg.amp), "compiled": compiled,
-        "model_config": model.config, "config": cfg.to_dict(),
+        "bf16": uses_bf16(ctx.device, cfg.amp), "compiled": run.compiled,
+        "model_config": run.model.config, "config": cfg.to_dict(),
         "checkpoints": {"last": str(out / "last.pt"), "best": str(out / "best.pt")},
     }
     if ctx.is_main:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         plot_curves(history).savefig(out / "curves.png", dpi=110)
-        say(f"test accuracy {test['accuracy']:.4f} (best val {state['best_val_accuracy']:.4f} at epoch "
-            f"{state['best_epoch']}); {metrics['wall_time_s']:.0f} s; wrote {out}")
+        run.say(f"test accuracy {test['accuracy']:.4f} (best val {state['best_val_accuracy']:.4f} at epoch "
+                f"{state['best_epoch']}, chosen on {run.data.selected_on}); {metrics['wall_time_s']:.0f} s; "
+                f"wrote {out}")
     return metrics
 
 
@@ -302,6 +387,16 @@ def will_compile(cfg: TrainConfig, device: torch.device) -> bool:
     if cfg.compile is not None:
         return bool(cfg.compile)
     return device.type == "cpu" and uses_bf16(device, cfg.amp) and shutil.which("g++") is not None
+
+
+def compile_model(net: nn.Module, synced: bool, ctx: distributed.Context) -> nn.Module:
+    """``torch.compile(net)``; with synchronised batch norm, a warning first (rank 0): Dynamo
+    cannot trace ``SyncBatchNorm``'s collective and breaks the graph at every such layer,
+    so the compiled step runs as many small graphs and gains little."""
+    if synced and ctx.is_main:
+        warnings.warn("--compile with --sync-batchnorm: Dynamo breaks the graph at every SyncBatchNorm layer, "
+                      "which costs most of the speed-up; drop one of the two", stacklevel=2)
+    return torch.compile(net)
 
 
 def learning_rate(cfg: TrainConfig, epoch: int) -> float:
@@ -320,22 +415,26 @@ def _kept(path: Path) -> str:
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Adam:
-    """Adam (paper, section 4.3). On CUDA the fused kernel: one launch for every
-    parameter, and it reads ``found_inf``, so a step can be skipped on the device."""
+    """Adam (paper, section 4.3). On CUDA the fused kernel: one launch for every parameter."""
     return torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
                             fused=device.type == "cuda")
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
-    """Load an optimiser state saved by a fused or an unfused Adam into either.
+    """Load the saved moments and step counts into ``optimizer``, keeping its settings.
 
-    ``load_state_dict`` takes the ``fused``/``foreach`` flags from the file; a run
-    started on the CPU (unfused) and resumed on CUDA (fused) keeps this optimiser's,
-    and the step counters move to the parameters' device as the fused kernel needs.
+    ``load_state_dict`` would also restore every setting the file holds: the weight
+    decay and betas of the interrupted run, though ``--resume last.pt --weight-decay 0``
+    asks for others, and the ``fused`` flag of the device it ran on. The settings are
+    this optimiser's (built from the resumed run's config), so a resumed run trains with
+    the config it records; the state is the file's (a run started on the CPU, unfused,
+    resumes on CUDA, fused, and back: the step counters move to the parameters' device).
     """
-    fused = bool(optimizer.defaults.get("fused"))
-    groups = [{**group, "fused": fused, "foreach": None if fused else group.get("foreach")}
-              for group in saved["param_groups"]]
+    settings = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+    if len(settings) != len(saved["param_groups"]):
+        raise CheckpointError(f"the saved optimiser has {len(saved['param_groups'])} parameter groups, "
+                              f"this one {len(settings)}")
+    groups = [{**group, **own} for group, own in zip(saved["param_groups"], settings)]
     optimizer.load_state_dict({**saved, "param_groups": groups})
 
 
@@ -349,31 +448,32 @@ def training_loader(dataset: Dataset, batch_size: int, sampler: DistributedSampl
 
 def train_one_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, ctx: distributed.Context,
                     amp: bool = True, bar: tqdm | None = None, epoch: int = 1, last_good: Path | None = None,
-                    skip_on_device: bool = False, channels_last: bool | None = None) -> dict[str, float]:
+                    sync_free: bool = False, channels_last: bool | None = None) -> dict[str, float]:
     """One pass over ``loader``; returns mean loss, accuracy and images/s over all processes.
 
     A step is bad when its gradients (averaged over processes, so every process
-    agrees) hold a NaN or an infinity, which a non-finite loss always gives. The
-    guarantee depends on ``skip_on_device``:
+    agrees) hold a NaN or an infinity, which a non-finite loss always gives. A bad
+    step stops the run with :class:`NonFiniteLossError`, naming the first bad step,
+    before anything is saved after it, so ``last_good`` stays the newest checkpoint.
+    When the flag is read depends on ``sync_free``:
 
-    - ``False`` (the CPU, where reading a value costs no wait): the flag is read
-      after every backward pass and :class:`NonFiniteLossError` is raised before the
-      update, so the bad step never reaches the weights.
-    - ``True`` (CUDA; needs a fused optimiser): the step never waits for the GPU. The
-      flag goes to the fused Adam kernel as ``found_inf``, which skips that step's
-      update on the device (weights, moments and step count unchanged), and is
-      counted there. It is read on the progress bar's refreshes (rank 0, one process
-      only: the run then stops there) and at the end of the epoch, where every
-      process raises :class:`NonFiniteLossError` together, before anything is saved.
-      So no non-finite value reaches the weights, and the newest ``last.pt`` predates
-      the first bad step; the steps between it and the stop are computed in vain.
+    - ``False`` (the CPU, where reading a value costs no wait): after every backward
+      pass, and the run stops before the update.
+    - ``True`` (CUDA): the step never waits for the GPU. The flag, the first bad
+      step and its loss stay on the device and are read on the progress bar's
+      refreshes (rank 0, one process only: the run then stops there) and at the end of
+      the epoch, where every process stops together. The updates of the bad steps
+      have reached the weights in memory by then; they are never saved.
+
+    Why not skip the bad update on the device, as ``GradScaler`` does by handing fused
+    Adam a ``found_inf`` tensor: the run stops at the next read either way and saves
+    nothing after the bad step, so the skip would keep clean only weights that are
+    then thrown away, at the price of a private optimiser attribute and a fused-only
+    optimiser.
 
     The running loss and accuracy also stay on the device: rank 0 reads them every
     ``LOG_EVERY`` steps, and only when ``bar`` is shown.
     """
-    if skip_on_device and not optimizer.defaults.get("fused"):
-        raise ValueError("skip_on_device needs a fused optimiser (torch.optim.Adam(..., fused=True)): "
-                         "only the fused kernels read found_inf")
     net.train()
     params = [p for group in optimizer.param_groups for p in group["params"]]
     if channels_last is None:
@@ -396,12 +496,11 @@ def train_one_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.O
         # the largest |gradient| is NaN or infinite exactly when some gradient is
         found_inf = ~torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None],
                                                    float("inf")).isfinite()
-        if skip_on_device:
+        if sync_free:
             first = found_inf & (bad[0] == 0)
             bad[1] = torch.where(first, step + 1, bad[1])
             bad[2] = torch.where(first, loss.detach().double(), bad[2])
             bad[0] += found_inf
-            optimizer.found_inf = found_inf.float()
         elif found_inf:
             raise NonFiniteLossError(_non_finite(loss.item(), epoch, step + 1, last_good, stopped="before the update"))
         optimizer.step()
@@ -414,7 +513,7 @@ def train_one_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.O
             loss_sum, correct, skipped, first_step, first_loss = torch.cat([sums, bad]).tolist()
             if skipped and not ctx.distributed:
                 raise NonFiniteLossError(_non_finite(first_loss, epoch, int(first_step), last_good,
-                                                     stopped=f"at step {step + 1}; the bad steps' updates were skipped"))
+                                                     stopped=f"at step {step + 1}"))
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",
                             img_s=f"{seen * ctx.world_size / (time.perf_counter() - t0):.0f}")
     totals = torch.cat([sums, sums.new_tensor([seen])])  # one host-to-device copy an epoch
@@ -422,7 +521,7 @@ def train_one_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.O
     loss_sum, correct, seen, skipped, first_step, first_loss = torch.cat([totals, bad]).tolist()
     if skipped:
         raise NonFiniteLossError(_non_finite(first_loss, epoch, int(first_step), last_good,
-                                             stopped="at the end of the epoch; the bad steps' updates were skipped"))
+                                             stopped="at the end of the epoch"))
     return {"loss": loss_sum / seen, "accuracy": correct / seen,
             "images_per_s": seen / (time.perf_counter() - t0)}
 

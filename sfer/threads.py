@@ -37,9 +37,9 @@ ENV = "SFER_THREADS"
 THREAD_COUNT_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 WAIT_POLICY_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
-# Polls before an idle OpenMP thread sleeps: about 0.1 ms, what libgomp itself uses when it has
-# more threads than cores. Long enough to bridge the gaps between a training step's operators.
-SPIN_COUNT = 10_000
+# Polls before an idle OpenMP thread sleeps, instead of libgomp's 300,000: tens of microseconds, enough
+# to bridge most gaps between a training step's operators, too short to hold a core another process needs.
+SPIN_COUNT = 1_000
 
 
 def available_cores() -> int:

@@ -166,7 +166,7 @@ def loader_step_seconds(net, optimizer, preset: str, args, ctx: Context) -> floa
     times = []
     for _ in range(args.repeats):  # persistent workers: later repeats reuse them
         watch = Stopwatch(loader, args.warmup, ctx.device)
-        train_one_epoch(net, watch, optimizer, ctx, amp=args.dtype == "bf16", skip_on_device=cuda)  # ends synced
+        train_one_epoch(net, watch, optimizer, ctx, amp=args.dtype == "bf16", sync_free=cuda)  # ends synced
         times.append((time.perf_counter() - watch.started) / args.steps)
     return statistics.median(times)
 

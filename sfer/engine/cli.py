@@ -83,7 +83,7 @@ def register(subparsers) -> None:
     arg("--num-test", type=int, help="synthetic test images")
     arg("--data-seed", type=int, help="seed of the synthetic faces")
     arg("--regime", choices=list(REGIMES),
-        help="synthetic faces: default, or hard (every nuisance at full strength, cues at half: the tiny model "
+        help="synthetic faces: default, or hard (nuisances at 0.9 of full strength, cues at 0.9: the tiny model "
              "off the ceiling)")
     arg("--nuisance", type=float, help="strength of the synthetic faces' classroom nuisances, 0..1 (default 0.5)")
     arg("--skip-bad", action="store_true", default=None, help="skip unreadable images with a warning")

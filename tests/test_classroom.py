@@ -12,11 +12,14 @@ import torch
 from PIL import Image
 
 from sfer.classroom import (
+    DETECTED_TEMPLATE,
     INSTALL_COMMAND,
+    LANDMARK_WEIGHTS,
     TEMPLATE,
     ClassroomError,
     FaceDetector,
     aligned_crop,
+    alignment,
     box_crop,
     columns,
     iou,
@@ -24,7 +27,15 @@ from sfer.classroom import (
     similarity,
     square_crop,
 )
-from sfer.classroom.evaluate import SceneScore, score_scene
+from sfer.classroom.evaluate import (
+    PastedFrame,
+    SceneScore,
+    hidden_share,
+    landmarks_in_training_square,
+    pasted_frame,
+    score_pasted,
+    score_scene,
+)
 from sfer.cli import main
 from sfer.data import SyntheticClassroomFaces
 from sfer.data.scenes import _face_landmarks, classroom_scene
@@ -112,9 +123,80 @@ def test_alignment_by_true_landmarks_gives_the_training_square(scene):
     aligned, naive = [], []
     for s in scene.students:
         truth = np.asarray(square_crop(scene.image, s.square), np.float32)
-        aligned.append(np.abs(np.asarray(aligned_crop(scene.image, s.landmarks), np.float32) - truth).mean())
+        crop = aligned_crop(scene.image, s.landmarks, template=TEMPLATE)
+        aligned.append(np.abs(np.asarray(crop, np.float32) - truth).mean())
         naive.append(np.abs(np.asarray(box_crop(scene.image, s.box), np.float32) - truth).mean())
     assert np.median(aligned) < 0.5 * np.median(naive)
+
+
+@pytest.fixture(scope="module")
+def pasted():
+    """The frame of issue 19: 15 training faces (nuisance 0.5) pasted at 80, 110 and 150 pixels on a plain wall."""
+    return pasted_frame(SyntheticClassroomFaces(15, seed=19, nuisance=0.5), 0)
+
+
+def _square_in_crop(square, landmarks) -> np.ndarray:
+    """The pasted square's corners (x0, y0, x1, y1) in the aligned crop's pixels: (0, 0, 112, 112) is perfect."""
+    forward = alignment(landmarks)
+    corners = np.array([square[:2], square[2:]]) @ forward[:, :2].T + forward[:, 2]
+    return corners.ravel()
+
+
+def test_pasted_frame_places_training_faces(pasted):
+    assert isinstance(pasted, PastedFrame) and len(pasted.squares) == 15
+    assert sorted({int(s[2] - s[0]) for s in pasted.squares}) == [80, 110, 150]
+    face, label = SyntheticClassroomFaces(15, seed=19, nuisance=0.5)[14]
+    x0, y0, x1, y1 = pasted.squares[14].astype(int)
+    back = np.asarray(pasted.image.crop((x0, y0, x1, y1)).resize((112, 112), Image.BILINEAR), np.float32)
+    assert np.abs(back - np.asarray(face, np.float32)).mean() < 6 and pasted.labels[14] == label
+    with pytest.raises(ValueError, match="do not fit"):
+        pasted_frame(SyntheticClassroomFaces(15, seed=19), 0, sides=(300, 300, 300), height=720)
+
+
+def test_aligned_crop_frames_a_pasted_face_like_its_training_square(pasted, detector):
+    """Issue 19: a face pasted at a known square is cropped within a few pixels of that square.
+
+    Median over the detected faces: corners within 2 pixels of the 112-pixel crop's, worst face within 7
+    (the identity's proportions move the landmarks a little against the head; training shifts are 1 pixel).
+    """
+    detections = detector(pasted.image)
+    pairs = match(detections.boxes, pasted.squares, 0.25)
+    assert len(pairs) >= 13
+    errors = np.array([_square_in_crop(pasted.squares[t], detections.landmarks[d]) - [0, 0, 112, 112]
+                       for d, t in pairs])  # (M, 4) pixels of the crop
+    assert np.median(np.abs(errors), axis=0).max() < 2.0
+    assert np.abs(errors).max() < 7.0
+    assert abs(np.median(errors[:, 2] - errors[:, 0])) < 2.0  # no systematic shrink or growth
+
+
+def test_smiles_do_not_move_the_crop(pasted, detector):
+    """The mouth corners carry no weight: a smile's wider, higher corners leave the map unchanged."""
+    assert LANDMARK_WEIGHTS[3] == LANDMARK_WEIGHTS[4] == 0
+    points = DETECTED_TEMPLATE.copy()
+    smiling = points.copy()
+    smiling[3:] += [[-4.0, -6.0], [4.0, -6.0]]  # wider and lifted, as the generator's happy mouth
+    np.testing.assert_allclose(alignment(smiling), alignment(points), atol=1e-9)
+    np.testing.assert_allclose(alignment(points), [[1, 0, 0], [0, 1, 0]], atol=1e-9)
+
+
+def test_detected_template_is_where_the_detector_puts_training_landmarks(pasted, detector):
+    """DETECTED_TEMPLATE against this frame's detected landmarks, in training pixels (to 1.5 pixels on the mean)."""
+    points = landmarks_in_training_square(pasted, detector(pasted.image))
+    assert len(points) >= 13
+    assert np.abs(points.mean(axis=0)[:3] - DETECTED_TEMPLATE[:3]).max() < 1.5
+
+
+def test_aligned_crops_read_like_training_squares(pasted, detector, model):
+    """On the pasted frame, clear faces are found and aligned crops are read about as well as the true squares."""
+    score = score_pasted(pasted, model, detector)
+    assert score.clear_recall >= 0.9
+    assert score.accuracy("aligned") >= score.accuracy("square") - 0.15
+
+
+def test_hidden_share_counts_heads_in_front(scene):
+    shares = [hidden_share(scene, k) for k in range(len(scene.students))]
+    assert all(0.0 <= h <= 1.0 for h in shares)
+    assert all(h == 0.0 for h, s in zip(shares, scene.students) if s.row == 0)  # nothing in front of the front row
 
 
 def test_iou_and_matching():

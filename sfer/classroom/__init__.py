@@ -11,7 +11,17 @@ write_outputs(room, "out/")          # students.csv, counts.csv, annotated.png, 
 MTCNN comes from facenet-pytorch, installed without its torch pin (``INSTALL_COMMAND``).
 """
 
-from .align import LANDMARK_WEIGHTS, TEMPLATE, TRAINING_SIDE, aligned_crop, box_crop, similarity, square_crop
+from .align import (
+    DETECTED_TEMPLATE,
+    LANDMARK_WEIGHTS,
+    TEMPLATE,
+    TRAINING_SIDE,
+    aligned_crop,
+    alignment,
+    box_crop,
+    similarity,
+    square_crop,
+)
 from .detect import INSTALL_COMMAND, LANDMARKS, ClassroomError, Detections, FaceDetector, as_rgb, iou, match
 from .pipeline import (
     CROPS,
@@ -29,7 +39,8 @@ from .pipeline import (
 )
 
 __all__ = [
-    "LANDMARK_WEIGHTS", "TEMPLATE", "TRAINING_SIDE", "aligned_crop", "box_crop", "similarity", "square_crop",
+    "DETECTED_TEMPLATE", "LANDMARK_WEIGHTS", "TEMPLATE", "TRAINING_SIDE", "aligned_crop", "alignment", "box_crop",
+    "similarity", "square_crop",
     "INSTALL_COMMAND", "LANDMARKS", "ClassroomError", "Detections", "FaceDetector", "as_rgb", "iou", "match",
     "CROPS", "VIEWS", "Room", "Student", "analyse", "annotate", "classify", "columns", "crops_for",
     "heatmap_strip", "read_frame", "write_outputs",

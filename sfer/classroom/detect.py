@@ -8,6 +8,13 @@ dependencies (``INSTALL_COMMAND``). Its ``MTCNN`` class reads those weights with
 
 Large frames are detected on a copy whose longer side is at most ``max_side`` pixels;
 boxes and landmarks are mapped back to the frame's own pixels.
+
+MTCNN reads the five landmarks off O-Net's *input* window, the R-Net box, before O-Net's
+own regression moves that box onto the face. On the drawn faces those points scatter
+(1.4 pixels of a 112-pixel training face, standard deviation, vertically), and
+alignment turns every pixel into a framing error the model reads (docs/classroom.md).
+``FaceDetector`` therefore runs O-Net once more on nine squares around each final box
+(``REFINE_OFFSETS``) and averages their landmarks.
 """
 
 from __future__ import annotations
@@ -18,9 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torch.nn.functional import interpolate
 
 INSTALL_COMMAND = "pip install --no-deps facenet-pytorch==2.6.0"
 LANDMARKS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")  # left/right in the image
+# Shifts of the refining windows, in fractions of the box side: a 3 x 3 grid around the final box.
+REFINE_OFFSETS = tuple((dx, dy) for dy in (-0.04, 0.0, 0.04) for dx in (-0.04, 0.0, 0.04))
+ONET_SIDE = 48
 
 
 class ClassroomError(Exception):
@@ -78,16 +89,42 @@ class FaceDetector:
         if min(small.size) < max(12, self.min_face):  # MTCNN's pyramid would be empty
             return _empty()
         with torch.no_grad():
-            boxes, points = self._detect_face([small], self.min_face, *self.nets, self.thresholds, self.factor,
-                                              self.device)
+            boxes, _ = self._detect_face([small], self.min_face, *self.nets, self.thresholds, self.factor,
+                                         self.device)
         boxes = np.asarray(boxes[0], dtype=np.float64).reshape(-1, 5)
-        points = np.asarray(points[0], dtype=np.float64).reshape(-1, 5, 2)
+        points = self._refined_landmarks(small, boxes[:, :4])  # (N, 5, 2)
         boxes[:, :4] /= scale
         points /= scale
         boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, frame.width)
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, frame.height)
         order = _reading_order(boxes[:, :4])
         return Detections(boxes[order, :4], boxes[order, 4], points[order])
+
+    @torch.no_grad()
+    def _refined_landmarks(self, image: Image.Image, boxes: np.ndarray) -> np.ndarray:
+        """O-Net's five points, averaged over squares around each of ``boxes`` (N, 4): (N, 5, 2) in ``image``.
+
+        Each square has the box's longer side and is centred on the box shifted by ``REFINE_OFFSETS``;
+        it is cut out (zero outside the image, as MTCNN pads) and reduced to O-Net's 48 x 48 by area.
+        """
+        if len(boxes) == 0:
+            return np.zeros((0, 5, 2))
+        centres = (boxes[:, :2] + boxes[:, 2:]) / 2  # (N, 2)
+        sides = (boxes[:, 2:] - boxes[:, :2]).max(axis=1)  # (N,)
+        windows, crops = [], []
+        for centre, side in zip(centres, sides):
+            for offset in REFINE_OFFSETS:
+                x0, y0 = np.round(centre + np.asarray(offset) * side - side / 2)
+                n = max(1, round(side))
+                windows.append((x0, y0, n))
+                pixels = np.array(image.crop((int(x0), int(y0), int(x0) + n, int(y0) + n)), dtype=np.float32)
+                crops.append(torch.from_numpy(pixels).permute(2, 0, 1))
+        batch = torch.stack([interpolate(c[None], size=(ONET_SIDE, ONET_SIDE), mode="area")[0] for c in crops])
+        _, fractions, _ = self.nets[2](((batch - 127.5) * 0.0078125).to(self.device))  # (N * K, 10): 5 x, then 5 y
+        fractions = fractions.cpu().double().numpy().reshape(len(boxes), len(REFINE_OFFSETS), 2, 5)
+        corner = np.array([w[:2] for w in windows], dtype=np.float64).reshape(len(boxes), len(REFINE_OFFSETS), 2, 1)
+        side = np.array([w[2] for w in windows], dtype=np.float64).reshape(len(boxes), len(REFINE_OFFSETS), 1, 1)
+        return (corner + side * fractions).mean(axis=1).transpose(0, 2, 1)  # (N, 5, 2)
 
 
 def as_rgb(image: Image.Image) -> Image.Image:

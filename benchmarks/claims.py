@@ -30,7 +30,8 @@ runs of one seed are paired: same data, same order of batches.
 
 Each record: ``regime``, ``variant``, ``topn``, ``regions``, ``seed``, ``epochs``,
 ``recipe``, ``test_accuracy``, ``test_predictions`` and ``test_labels`` (600 class
-indices each, for paired tests), ``best_epoch``, ``bf16``, ``compiled``, ``train_time_s``,
+indices each, for paired tests), for ``full`` at topn 15 ``rerouted_accuracy`` (the same
+model re-routed to each topn without retraining, and with KROA off), ``best_epoch``, ``bf16``, ``compiled``, ``train_time_s``,
 ``commit`` (HEAD when the run started; ``code_dirty`` says whether ``sfer/`` differed
 from it), ``torch``, ``cpu`` and ``command``, the exact ``sfer train`` line that
 reproduces the run to the same accuracy on this kind of CPU.
@@ -154,6 +155,40 @@ def predict_test(out: Path) -> tuple[list[int], list[int], float]:
     return predictions, labels, sum(p == y for p, y in zip(predictions, labels)) / len(labels)
 
 
+def rerouted_accuracies(out: Path, topns=(1, 10, 15, 20, 30, 40, 49)) -> dict:
+    """A ``full`` model trained at topn 15, re-routed without retraining: test accuracy at each
+    topn (m = 7), and with KROA off (R = L4: the block replaced by the identity), the contrast
+    with Figure 7's retrained cell and with ``na`` (trained without KROA)."""
+    import torch
+
+    from sfer.engine import load_model
+    from sfer.engine.config import TrainConfig
+    from sfer.engine.evaluate import autocast, build_splits, uses_channels_last
+
+    model, ckpt = load_model(out / "best.pt")
+    cfg = TrainConfig(**ckpt["config"])
+    device = torch.device("cpu")
+    test = build_splits(cfg, ckpt["preprocessing"], splits=("test",))["test"]
+    images = torch.stack([test[i][0] for i in range(len(test))])
+    labels = torch.tensor(test.targets)
+    if uses_channels_last(device, cfg.amp):
+        model, images = model.to(memory_format=torch.channels_last), images.contiguous(memory_format=torch.channels_last)
+
+    def accuracy() -> float:
+        with torch.no_grad(), autocast(device, cfg.amp):
+            predicted = torch.cat([model(batch).float().argmax(1) for batch in images.split(cfg.batch_size)])
+        return float((predicted == labels).double().mean())
+
+    result = {}
+    for topn in topns:
+        model.set_routing(topn=topn, regions=PAPER_REGIONS)
+        result[str(topn)] = accuracy()
+    model.set_routing(topn=PAPER_TOPN, regions=PAPER_REGIONS)
+    model.kroafe = torch.nn.Identity()
+    result["kroa_off"] = accuracy()
+    return result
+
+
 def run_one(run: Run) -> dict:
     out = ROOT / RUNS / run.name
     commit = _git("rev-parse", "HEAD")
@@ -167,6 +202,9 @@ def run_one(run: Run) -> dict:
         raise RuntimeError(f"{run.name}: predicted test accuracy {accuracy} differs from the run's "
                            f"{metrics['test_accuracy']}")
     topn, regions = run.routing
+    extra = {}
+    if run.variant == "full" and topn == PAPER_TOPN and run.recipe == "fast":
+        extra["rerouted_accuracy"] = rerouted_accuracies(out)
     return {
         "regime": run.regime, "variant": run.variant, "topn": topn, "regions": regions, "seed": run.seed,
         "epochs": EPOCHS, "recipe": run.recipe, "cell": run.cell, "test_accuracy": metrics["test_accuracy"],
@@ -175,7 +213,7 @@ def run_one(run: Run) -> dict:
         "train_time_s": round(metrics["train_time_s"], 1), "wall_time_s": round(time.perf_counter() - started, 1),
         "commit": commit, "code_dirty": dirty, "torch": metrics["torch"], "cpu": platform.processor() or
         platform.machine(), "command": shlex.join(command),
-        "test_labels": labels, "test_predictions": predictions,
+        **extra, "test_labels": labels, "test_predictions": predictions,
     }
 
 

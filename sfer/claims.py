@@ -198,3 +198,41 @@ def topn_figure(records: list[dict], rerouted: dict[int, float] | None = None, r
     ax.grid(alpha=0.3)
     ax.legend()
     return fig
+
+
+def ablation_rows(records: list[dict], regime: str, variants=("nm", "np", "na", "rw"),
+                  paper_topn: int = 15) -> list[dict]:
+    """Figure 6's claims of one regime, as the scorecard states them: per variant its cell,
+    the paired difference ``variant - full`` over shared seeds and the verdict on "below full".
+    Each row: ``variant``, ``where`` (the cell's fields, for :func:`select`), ``cell`` and
+    ``diff`` (:class:`Estimate`), ``verdict`` (str); the first row is ``full``'s."""
+    full = dict(regime=regime, variant="full", topn=paper_topn)
+    rows = [{"variant": "full", "where": full, "cell": cell(records, **full), "diff": None, "verdict": ""}]
+    for variant in variants:
+        where = dict(regime=regime, variant=variant, topn=paper_topn if variant in ("nm", "np") else None)
+        diff = paired(records, where, full)
+        rows.append({"variant": variant, "where": where, "cell": cell(records, **where), "diff": diff,
+                     "verdict": verdict_below(diff)})
+    return rows
+
+
+def rerouted_means(records: list[dict], regime: str = "hard", topn: int = 15) -> dict:
+    """Mean over seeds of ``rerouted_accuracy`` of the ``full`` runs trained at ``topn``:
+    {topn (int): accuracy} for each re-routed topn, and ``"kroa_off"`` (R = L4); {} when
+    no such record has them."""
+    runs = [r["rerouted_accuracy"] for r in select(records, regime=regime, variant="full", topn=topn).values()
+            if r.get("rerouted_accuracy")]
+    keys = sorted({k for run in runs for k in run}, key=lambda k: (k == "kroa_off", int(k) if k.isdigit() else 0))
+    return {(int(k) if k.isdigit() else k): float(np.mean([run[k] for run in runs if k in run])) for k in keys}
+
+
+def topn_rows(records: list[dict], regime: str = "hard", topns=(1, 10, 20, 30, 40, 49), base: int = 15) -> list[dict]:
+    """Figure 7's claims: per topn its cell, the paired difference ``topn - base`` over shared
+    seeds and the verdict on "below ``base``" (the paper: 15 is best)."""
+    base_where = dict(regime=regime, variant="full", topn=base)
+    rows = [{"topn": base, "cell": cell(records, **base_where), "diff": None, "verdict": ""}]
+    for topn in topns:
+        where = dict(regime=regime, variant="full", topn=topn)
+        diff = paired(records, where, base_where)
+        rows.append({"topn": topn, "cell": cell(records, **where), "diff": diff, "verdict": verdict_below(diff)})
+    return sorted(rows, key=lambda r: r["topn"])

@@ -457,3 +457,173 @@ def __getattr__(name):
 
         return _PngView
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# ----------------------------------------------------------------------------- notebooks 02-04, issue 20's figures
+
+def _cells(ax, side: int, cells: np.ndarray, face: str, edge: str = "black", lw: float = 1.6, alpha: float = 0.35,
+           map_size: int = 7) -> None:
+    """Fill the cells of a (map_size, map_size) bool grid on an image of ``side`` px, each with a dark edge,
+    so that they show on dark hair and skin as on a light background."""
+    from matplotlib.patches import Rectangle
+
+    step = side / map_size
+    for r, c in zip(*np.nonzero(cells)):
+        ax.add_patch(Rectangle((c * step, r * step), step, step, facecolor=face, alpha=alpha, edgecolor="none"))
+        ax.add_patch(Rectangle((c * step + 0.5, r * step + 0.5), step - 1, step - 1, fill=False, edgecolor=edge,
+                               lw=lw + 1.2))
+        ax.add_patch(Rectangle((c * step + 0.5, r * step + 0.5), step - 1, step - 1, fill=False, edgecolor=face, lw=lw))
+
+
+def receptive_fields(picture, grads: dict[str, torch.Tensor], cell: tuple[int, int], map_size: int = 7) -> Figure:
+    """Notebook 02: |d L4[cell] / d input| (H, W) for each label of ``grads``, over the face, summed over
+    4x4-pixel blocks (the strides leave a checkerboard) on a square-root colour scale; the cell's nominal
+    square (input side / map_size) in cyan, its 3x3 neighbourhood dashed. The titles give the share of the
+    gradient mass inside each."""
+    from matplotlib.colors import PowerNorm
+    from matplotlib.patches import Rectangle
+
+    side = picture.size[0]
+    fig = Figure(figsize=(4.6 * len(grads) + 0.4, 4.6), layout="constrained")
+    axes = fig.subplots(1, len(grads), squeeze=False)[0]
+    step, (r, c) = side / map_size, cell
+    for ax, (label, g) in zip(axes, grads.items()):
+        g = _np(g)
+        share = [g[int(max(r - k, 0) * step):int((r + 1 + k) * step), int(max(c - k, 0) * step):int((c + 1 + k) * step)]
+                 .sum() / g.sum() for k in (0, 1)]
+        blocks = g.reshape(g.shape[0] // 4, 4, g.shape[1] // 4, 4).sum((1, 3))
+        ax.imshow(picture.convert("L"), cmap="gray", alpha=0.6)
+        im = ax.imshow(np.ma.masked_where(blocks <= 1e-3 * blocks.max(), blocks / blocks.max()), cmap="inferno",
+                       alpha=0.8, norm=PowerNorm(0.5, 0, 1), extent=(0, side, side, 0))
+        ax.add_patch(Rectangle((c * step, r * step), step, step, fill=False, edgecolor="cyan", lw=2))
+        ax.add_patch(Rectangle(((c - 1) * step, (r - 1) * step), 3 * step, 3 * step, fill=False, edgecolor="cyan",
+                               lw=1.2, ls="--"))
+        ax.set_xlim(0, side), ax.set_ylim(side, 0)
+        ax.set_title(f"{label}\n|gradient| inside the cell {share[0]:.0%}, inside its 3x3 cells {share[1]:.0%}",
+                     fontsize=9)
+        fig.colorbar(im, ax=ax, shrink=0.8, label="|gradient| per 4x4 px / maximum (sqrt scale)")
+        _bare(ax)
+    fig.suptitle(f"receptive field of the L4 cell at row {r}, column {c}: the input pixels it depends on",
+                 fontsize=10)
+    return fig
+
+
+def channels_on_face(picture, Q: torch.Tensor, weights: torch.Tensor, count: int = 3) -> Figure:
+    """Notebook 03: the ``count`` channels of Q (C, h, w) with the highest and the lowest weights, each
+    upsampled (nearest: one square per position) and laid over the face, on one shared colour scale."""
+    order = weights.detach().cpu().argsort(descending=True).tolist()
+    shown = order[:count] + order[-count:]
+    side, Q = picture.size[0], _np(Q)
+    top = float(np.abs(Q[shown]).max()) or 1.0
+    fig = Figure(figsize=(2.3 * (len(shown) + 1) + 0.6, 2.9), layout="constrained")
+    axes = fig.subplots(1, len(shown) + 1)
+    axes[0].imshow(picture), axes[0].set_title("face", fontsize=9)
+    for ax, c in zip(axes[1:], shown):
+        ax.imshow(picture.convert("L"), cmap="gray")
+        im = ax.imshow(Q[c], cmap="coolwarm", vmin=-top, vmax=top, alpha=0.6, extent=(0, side, side, 0))
+        ax.set_xlim(0, side), ax.set_ylim(side, 0)
+        ax.set_title(f"ch {c}: W = {weights[c].item():.2f}", fontsize=9)
+    for ax in axes:
+        _bare(ax)
+    fig.colorbar(im, ax=list(axes[1:]), shrink=0.85, label="Q value")
+    fig.suptitle(f"channels of Q over the face: the {count} highest weights (left), the {count} lowest (right)",
+                 fontsize=10)
+    return fig
+
+
+def weights_across_faces_by_class(weights: torch.Tensor, labels: Sequence[int], classes: Sequence[str],
+                                  scale: int = 4) -> Figure:
+    """Notebook 03: W_i of several faces (N, C), channels sorted by their mean weight, one line per face,
+    coloured by the face's class (one legend entry per class)."""
+    weights = _np(weights)
+    order = np.argsort(-weights.mean(0), kind="stable")
+    colors = [f"C{k}" for k in range(len(classes))]
+    fig = Figure(figsize=(11, 3.2), layout="constrained")
+    ax = fig.subplots()
+    named = set()
+    for row, label in zip(weights, labels):
+        ax.plot(row[order], lw=1.0, alpha=0.85, color=colors[label],
+                label=None if label in named else classes[label])
+        named.add(label)
+    ax.set_xlabel(f"channel of L{scale} (sorted by mean weight)"), ax.set_ylabel(f"W{scale}")
+    ax.set_title(f"W{scale} for {len(weights)} faces, coloured by class", fontsize=10)
+    ax.legend(fontsize=8, ncol=len(named), loc="lower left")
+    return fig
+
+
+def readable_keys(picture, readable: dict[str, torch.Tensor], patch: int, map_size: int = 7) -> Figure:
+    """Notebook 04: for one query patch (yellow), the key patches it may read (cyan, dark-edged), one
+    panel per label of ``readable``: (HW,) bool rows of each attention's key mask."""
+    side = picture.size[0]
+    fig = Figure(figsize=(3.6 * len(readable), 3.9), layout="constrained")
+    for ax, (label, keys) in zip(fig.subplots(1, len(readable), squeeze=False)[0], readable.items()):
+        keys = _np(keys).reshape(map_size, map_size) > 0
+        ax.imshow(picture)
+        _cells(ax, side, keys, "cyan", map_size=map_size)
+        query = np.zeros((map_size, map_size), bool)
+        query.flat[patch] = True
+        _cells(ax, side, query, "yellow", alpha=0.0, lw=2.5, map_size=map_size)
+        ax.set_xlim(0, side), ax.set_ylim(side, 0)
+        ax.set_title(f"{label}: {int(keys.sum())} of {keys.size} keys", fontsize=10)
+        _bare(ax)
+    fig.suptitle(f"the keys query patch {patch} (yellow) may read (cyan)", fontsize=11)
+    return fig
+
+
+def routing_panels_outlined(picture, mask: np.ndarray | None, routing: torch.Tensor, queries: Sequence[int],
+                            regions: int, title: str = "", map_size: int = 7) -> Figure:
+    """Notebook 04: the paper's Figure 3 like :func:`routing_panels`, with the routed regions filled and
+    outlined in cyan with a dark edge (visible on dark hair and skin), the query region in yellow."""
+    from matplotlib.patches import Rectangle
+
+    side = picture.size[0]
+    boxes = region_boxes(regions, map_size, (side, side))
+    panels = len(queries) + (mask is not None)
+    fig = Figure(figsize=(3.3 * panels, 3.7), layout="constrained")
+    axes = list(fig.subplots(1, panels, squeeze=False)[0])
+    if mask is not None:
+        ax = axes.pop(0)
+        ax.imshow(picture), ax.imshow(np.ma.masked_where(~mask, mask), cmap="autumn", alpha=0.6)
+        ax.set_title("key-region mask", fontsize=9)
+
+    def box(ax, b, color, lw, alpha):
+        t, bt, left, right = b
+        ax.add_patch(Rectangle((left - 0.5, t - 0.5), right - left, bt - t, facecolor=color, alpha=alpha, lw=0))
+        for c, w in (("black", lw + 1.5), (color, lw)):
+            ax.add_patch(Rectangle((left, t), right - left - 1, bt - t - 1, fill=False, edgecolor=c, lw=w))
+
+    for ax, j in zip(axes, queries):
+        ax.imshow(picture)
+        for r in routing[j].tolist():
+            if boxes[r] is not None:
+                box(ax, boxes[r], "cyan", 1.2, 0.3)
+        box(ax, boxes[j], "yellow", 2.5, 0.0)
+        ax.set_xlim(-0.5, side - 0.5), ax.set_ylim(side - 0.5, -0.5)
+        ax.set_title(f"query region {j} (yellow): its top-{routing.shape[1]} (cyan)", fontsize=9)
+    for ax in fig.axes:
+        _bare(ax)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def patch_attention_scaled(picture, maps: dict[str, torch.Tensor], patch: int, title: str = "") -> Figure:
+    """Notebook 04: like :func:`patch_attention_panels`, on one shared colour scale with a colour bar."""
+    from matplotlib.patches import Rectangle
+
+    side, top = picture.size[0], max(float(_np(m).max()) for m in maps.values())
+    fig = Figure(figsize=(3.4 * len(maps) + 0.8, 3.6), layout="constrained")
+    axes = fig.subplots(1, len(maps), squeeze=False)[0]
+    for ax, (label, seen) in zip(axes, maps.items()):
+        seen = _np(seen)
+        h, w = seen.shape
+        ax.imshow(picture)
+        im = ax.imshow(np.ma.masked_where(seen == 0, seen), cmap="inferno", alpha=0.75, vmin=0, vmax=top,
+                       extent=(0, side, side, 0))
+        r, c = divmod(patch, w)
+        ax.add_patch(Rectangle((c * side / w, r * side / h), side / w, side / h, fill=False, color="cyan", lw=2))
+        ax.set_xlim(0, side), ax.set_ylim(side, 0)
+        ax.set_title(f"{label}: {int((seen > 0).sum())} of {seen.size} patches seen", fontsize=9)
+        _bare(ax)
+    fig.colorbar(im, ax=list(axes), shrink=0.85, label="attention weight (mean over heads)")
+    fig.suptitle(title, fontsize=10)
+    return fig

@@ -135,11 +135,14 @@ def pasted():
     return pasted_frame(SyntheticClassroomFaces(15, seed=19, nuisance=0.5), 0)
 
 
-def _square_in_crop(square, landmarks) -> np.ndarray:
-    """The pasted square's corners (x0, y0, x1, y1) in the aligned crop's pixels: (0, 0, 112, 112) is perfect."""
+def _framing(square, landmarks) -> np.ndarray:
+    """Where the aligned crop puts the pasted square: its centre's offset (dx, dy) and its side's
+    excess over 112, in the crop's pixels; (0, 0, 0) is the training framing exactly. (The square's
+    corners would also move with the face's own roll, which alignment straightens.)"""
     forward = alignment(landmarks)
-    corners = np.array([square[:2], square[2:]]) @ forward[:, :2].T + forward[:, 2]
-    return corners.ravel()
+    x0, y0, x1, y1 = square
+    centre = forward[:, :2] @ [(x0 + x1) / 2, (y0 + y1) / 2] + forward[:, 2]
+    return np.array([centre[0] - 56, centre[1] - 56, np.linalg.norm(forward[:, 0]) * (x1 - x0) - 112])
 
 
 def test_pasted_frame_places_training_faces(pasted):
@@ -156,17 +159,19 @@ def test_pasted_frame_places_training_faces(pasted):
 def test_aligned_crop_frames_a_pasted_face_like_its_training_square(pasted, detector):
     """Issue 19: a face pasted at a known square is cropped within a few pixels of that square.
 
-    Median over the detected faces: corners within 2 pixels of the 112-pixel crop's, worst face within 7
-    (the identity's proportions move the landmarks a little against the head; training shifts are 1 pixel).
+    Over the detected faces, the crop's centre is off by under 2 pixels (median) and 6 (worst), and its
+    side by no more than 3 pixels in the median (before issue 19: 3.7 pixels smaller). Each face's side
+    still varies by about 6% (7 pixels): the identity's own proportions (eye spacing 0.36-0.43 of the
+    head) tie the landmarks only loosely to the head's size, and no five points take that out.
     """
     detections = detector(pasted.image)
     pairs = match(detections.boxes, pasted.squares, 0.25)
     assert len(pairs) >= 13
-    errors = np.array([_square_in_crop(pasted.squares[t], detections.landmarks[d]) - [0, 0, 112, 112]
-                       for d, t in pairs])  # (M, 4) pixels of the crop
-    assert np.median(np.abs(errors), axis=0).max() < 2.0
-    assert np.abs(errors).max() < 7.0
-    assert abs(np.median(errors[:, 2] - errors[:, 0])) < 2.0  # no systematic shrink or growth
+    errors = np.array([_framing(pasted.squares[t], detections.landmarks[d]) for d, t in pairs])  # (M, 3) pixels
+    assert np.median(np.abs(errors[:, :2]), axis=0).max() < 2.0
+    assert np.abs(errors[:, :2]).max() < 6.0
+    assert abs(np.median(errors[:, 2])) < 3.0
+    assert np.median(np.abs(errors[:, 2])) < 0.08 * 112
 
 
 def test_smiles_do_not_move_the_crop(pasted, detector):

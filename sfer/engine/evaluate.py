@@ -10,6 +10,7 @@ The matrix and the loss accumulate on the device and are read once, at the end.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,10 @@ from sklearn.metrics import classification_report
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm  # text bars: a notebook widget bar is saved as a stale "0%" without a kernel
 
-from sfer.data import DATASET_SPLITS, build_dataset, eval_transform, synthetic_splits, train_transform
+from sfer.data import build_dataset, eval_transform, synthetic_splits, train_transform
+from sfer.data.real import DATASET_SPLITS
 from sfer.data.real import hold_out, validation_is_test
+from sfer.data.transforms import GpuPreprocess, collate_uint8, uint8_transform
 
 from . import distributed
 from .checkpoint import build_from_checkpoint, check_classes, load_checkpoint
@@ -51,13 +54,21 @@ def selected_on(cfg: TrainConfig) -> str:
     return "test" if cfg.select_on_test else "held-out train"
 
 
-def build_splits(cfg: TrainConfig, preprocessing: dict[str, Any], splits=("train", "val", "test")
-                 ) -> dict[str, Dataset]:
+def build_splits(cfg: TrainConfig, preprocessing: dict[str, Any], splits=("train", "val", "test"),
+                 uint8: bool = False) -> dict[str, Dataset]:
     """The data sets a config names, with training augmentation on ``train`` only; ``val``
-    is the split :func:`selected_on` names."""
+    is the split :func:`selected_on` names.
+
+    Their items are ``(normalised (3, S, S) float, label)``; with ``uint8`` (CUDA, see
+    :func:`uses_device_preprocessing`), ``((3, h, w) uint8 at the image's own size, label)``
+    with only the flip applied, for :func:`device_preprocess` to finish on the device.
+    """
     size, mean, std = preprocessing["image_size"], preprocessing["mean"], preprocessing["std"]
-    transforms = {"train": train_transform(size, mean, std, flip=cfg.flip, erase_p=cfg.erase_p), "val": eval_transform(size, mean, std),
-                  "test": eval_transform(size, mean, std)}
+    if uint8:
+        transforms = {"train": uint8_transform(flip=cfg.flip), "val": uint8_transform(), "test": uint8_transform()}
+    else:
+        transforms = {"train": train_transform(size, mean, std, flip=cfg.flip, erase_p=cfg.erase_p),
+                      "val": eval_transform(size, mean, std), "test": eval_transform(size, mean, std)}
     if cfg.dataset == "synthetic":
         if cfg.data != "synthetic":
             raise ValueError(f"--data {cfg.data} needs --dataset naming its loader, one of {list(DATASET_SPLITS)} "
@@ -118,7 +129,8 @@ def _one_blas_thread(worker_id: int) -> None:
     threadpool_limits(1)
 
 
-def eval_loader(dataset: Dataset, batch_size: int, ctx: distributed.Context, num_workers: int) -> DataLoader:
+def eval_loader(dataset: Dataset, batch_size: int, ctx: distributed.Context, num_workers: int,
+                collate_fn=None) -> DataLoader:
     """In-order batches of this process's shard (every ``world_size``-th sample, no padding).
 
     A shard may be empty (a split smaller than the process count); the workers stay
@@ -127,7 +139,30 @@ def eval_loader(dataset: Dataset, batch_size: int, ctx: distributed.Context, num
     if ctx.distributed:
         dataset = Subset(dataset, range(ctx.rank, len(dataset), ctx.world_size))
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                      pin_memory=ctx.device.type == "cuda", persistent_workers=num_workers > 0)
+                      pin_memory=ctx.device.type == "cuda", persistent_workers=num_workers > 0,
+                      collate_fn=collate_fn)
+
+
+def uses_device_preprocessing(device: torch.device) -> bool:
+    """Whether the loaders ship uint8 images and the device resizes, normalises and erases
+    them (:func:`device_preprocess`): on CUDA only.
+
+    On CUDA this takes the float work off the loader's workers and shrinks what they
+    ship (``sfer.data.transforms``). The CPU keeps the PIL transforms: there the device
+    is the host, so moving the work would save nothing, and every seeded CPU run keeps
+    its random draws and so its weights, to the bit.
+    """
+    return device.type == "cuda"
+
+
+def device_preprocess(preprocessing: dict[str, Any], device: torch.device, erase_p: float = 0.0
+                      ) -> tuple[GpuPreprocess, Any]:
+    """``(preprocess, collate_fn)`` for :func:`build_splits`'s uint8 splits: the module that
+    finishes a batch on ``device`` (a checkpoint's ``image_size``, ``mean`` and ``std``;
+    training's ``erase_p``), and the loaders' ``collate_fn``, which batches images of mixed sizes."""
+    size = preprocessing["image_size"]
+    return (GpuPreprocess(size, preprocessing["mean"], preprocessing["std"], erase_p).to(device),
+            functools.partial(collate_uint8, size=size))
 
 
 def uses_bf16(device: torch.device, amp: bool) -> bool:
@@ -153,9 +188,11 @@ def autocast(device: torch.device, amp: bool):
 
 @torch.no_grad()
 def confusion_matrix(model: nn.Module, loader: DataLoader, num_classes: int, ctx: distributed.Context,
-                     amp: bool = True, progress: bool = False, desc: str = "eval"
+                     amp: bool = True, progress: bool = False, desc: str = "eval", preprocess: nn.Module | None = None
                      ) -> tuple[torch.Tensor, float]:
     """``(counts (C, C) int64, mean cross-entropy)`` over the loader, summed over processes.
+
+    ``preprocess`` finishes uint8 batches on the device (:func:`device_preprocess`).
 
     Pass the plain model, not a DDP or compiled wrapper: DDP's forward is a
     collective, which hangs when a process has no batch, and a compiled model would
@@ -168,6 +205,8 @@ def confusion_matrix(model: nn.Module, loader: DataLoader, num_classes: int, ctx
     channels_last = uses_channels_last(ctx.device, amp)
     for images, labels in tqdm(loader, desc=desc, leave=False, disable=not (progress and ctx.is_main)):
         images = images.to(ctx.device, non_blocking=True)
+        if preprocess is not None:
+            images = preprocess(images)  # (B, 3, h, w) uint8 -> (B, 3, S, S) normalised
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         labels = labels.to(ctx.device, non_blocking=True)
@@ -257,12 +296,15 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | None = None, dataset
     model = build_from_checkpoint(ckpt, variant=variant, source=str(checkpoint)).to(ctx.device)
     if uses_channels_last(ctx.device, cfg.amp):
         model = model.to(memory_format=torch.channels_last)
-    ds = build_splits(cfg, ckpt["preprocessing"], splits=(split,))[split]
+    uint8 = uses_device_preprocessing(ctx.device)
+    ds = build_splits(cfg, ckpt["preprocessing"], splits=(split,), uint8=uint8)[split]
     check_classes(ckpt["classes"], ds.classes, source=str(checkpoint))
+    preprocess, collate_fn = device_preprocess(ckpt["preprocessing"], ctx.device) if uint8 else (None, None)
     workers = num_workers if num_workers is not None else (
         min(4, distributed.usable_cores()) if ctx.device.type == "cuda" else 0)
-    counts, loss = confusion_matrix(model, eval_loader(ds, cfg.batch_size, ctx, workers), len(ds.classes), ctx,
-                                    amp=cfg.amp, progress=progress, desc=f"evaluate {split}")
+    counts, loss = confusion_matrix(model, eval_loader(ds, cfg.batch_size, ctx, workers, collate_fn),
+                                    len(ds.classes), ctx, amp=cfg.amp, progress=progress, desc=f"evaluate {split}",
+                                    preprocess=preprocess)
     as_dict, as_text = report(counts, ds.classes)
     result = {"checkpoint": str(checkpoint), "data": cfg.data, "dataset": cfg.dataset, "split": split,
               "num_samples": int(counts.sum()), "loss": loss, **summarize(counts, ds.classes),

@@ -23,7 +23,10 @@ epoch); fused Adam; cuDNN autotuning; channels-last and bf16 autocast; under
 test run the plain model, never the DDP or compiled wrapper: a process whose shard of
 a small split is empty then has nothing to wait for, and validation adds no compiled
 graph. With ``compile`` the training loader drops its last partial batch, so that
-every step has one shape (``docs/training.md`` lists what recompiles).
+every step has one shape (``docs/training.md`` lists what recompiles). The loader's
+workers ship uint8 images at their own size, which the device resizes, normalises
+and erases (:func:`sfer.engine.evaluate.uses_device_preprocessing`); the CPU keeps
+the PIL transforms.
 """
 
 from __future__ import annotations
@@ -56,8 +59,8 @@ from . import distributed
 from .checkpoint import (FORMAT, VERSION, atomic_save, capture_rng, check_classes, load_checkpoint,
                          restore_rng, strip_checkpoint)
 from .config import ARCHITECTURE_FIELDS, TrainConfig, config_layer, from_dict
-from .evaluate import (autocast, build_splits, confusion_matrix, eval_loader, report, selected_on, summarize,
-                       uses_bf16, uses_channels_last)
+from .evaluate import (autocast, build_splits, confusion_matrix, device_preprocess, eval_loader, report, selected_on,
+                       summarize, uses_bf16, uses_channels_last, uses_device_preprocessing)
 
 LOG_EVERY = 20  # steps between two reads of the running figures for the progress bar
 LOG_FIELDS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "images_per_s",
@@ -114,7 +117,7 @@ def fit(config: TrainConfig | dict | str | Path | None = None, *, datasets: dict
     try:
         data = _load_data(cfg, resumed, ctx, datasets)
         model, net, optimizer, compiled = _build(cfg, resumed, ctx, len(data.classes))
-        generator, sampler, loaders = _make_loaders(cfg, ctx, data.splits, compiled)
+        generator, sampler, loaders = _make_loaders(cfg, ctx, data.splits, compiled, data.collate_fn)
         run = _Run(cfg, ctx, data, model, net, optimizer, compiled, generator, sampler, loaders)
         _resume(run, resumed)
         for epoch in range(run.first_epoch, cfg.epochs):
@@ -134,12 +137,20 @@ def _seed_everything(seed: int) -> None:
 
 @dataclass
 class _Data:
-    """The splits of a run, their classes and preprocessing, and which faces choose the best epoch."""
+    """The splits of a run, their classes and preprocessing, and which faces choose the best epoch.
+
+    Where the splits ship uint8 images (CUDA), the device finishes their batches:
+    ``train_preprocess`` with random erasing, ``eval_preprocess`` without, and
+    ``collate_fn`` batches them (see :func:`sfer.engine.evaluate.device_preprocess`).
+    """
 
     splits: dict[str, Dataset]
     classes: list[str]
     preprocessing: dict[str, Any]
     selected_on: str
+    train_preprocess: nn.Module | None = None
+    eval_preprocess: nn.Module | None = None
+    collate_fn: Any = None
 
 
 @dataclass
@@ -182,8 +193,9 @@ def _load_data(cfg: TrainConfig, resumed: dict | None, ctx: distributed.Context,
     preprocessing = resumed["preprocessing"] if resumed else {
         "image_size": PRESETS[cfg.preset].image_size, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
     source = "val" if datasets is not None else selected_on(cfg)
+    uint8 = datasets is None and uses_device_preprocessing(ctx.device)  # given data sets keep their own transforms
     if datasets is None:
-        datasets = build_splits(cfg, preprocessing)
+        datasets = build_splits(cfg, preprocessing, uint8=uint8)
     classes = list(datasets["train"].classes)
     for split in ("val", "test"):
         if list(datasets[split].classes) != classes:
@@ -195,7 +207,11 @@ def _load_data(cfg: TrainConfig, resumed: dict | None, ctx: distributed.Context,
         warnings.warn(f"{cfg.dataset}: select_on_test chooses the best epoch on the test split that metrics.json "
                       f"reports (the papers' protocol), so its test accuracy is optimistic; without it, "
                       f"{cfg.val_fraction:.0%} of train is held out for validation", stacklevel=3)
-    return _Data(datasets, classes, preprocessing, source)
+    data = _Data(datasets, classes, preprocessing, source)
+    if uint8:
+        data.train_preprocess, data.collate_fn = device_preprocess(preprocessing, ctx.device, cfg.erase_p)
+        data.eval_preprocess, _ = device_preprocess(preprocessing, ctx.device)
+    return data
 
 
 def _build(cfg: TrainConfig, resumed: dict | None, ctx: distributed.Context, num_classes: int
@@ -231,8 +247,8 @@ def _build(cfg: TrainConfig, resumed: dict | None, ctx: distributed.Context, num
     return model, net, optimizer, compiled
 
 
-def _make_loaders(cfg: TrainConfig, ctx: distributed.Context, splits: dict[str, Dataset], compiled: bool
-                  ) -> tuple[torch.Generator, DistributedSampler, dict[str, DataLoader]]:
+def _make_loaders(cfg: TrainConfig, ctx: distributed.Context, splits: dict[str, Dataset], compiled: bool,
+                  collate_fn=None) -> tuple[torch.Generator, DistributedSampler, dict[str, DataLoader]]:
     """The loaders: the sampler shuffles by ``seed + epoch``; the generator (seeded by
     ``seed + rank``) seeds the worker processes. A compiled step would recompile for a
     last partial batch, so compiled training drops it."""
@@ -247,12 +263,13 @@ def _make_loaders(cfg: TrainConfig, ctx: distributed.Context, splits: dict[str, 
     sampler = DistributedSampler(splits["train"], num_replicas=ctx.world_size, rank=ctx.rank,
                                  shuffle=True, seed=cfg.seed)
     train_loader = training_loader(splits["train"], local_batch, sampler, workers, ctx.device, generator,
-                                   drop_last=compiled)
+                                   drop_last=compiled, collate_fn=collate_fn)
     if len(train_loader) == 0:
         raise ValueError(f"the {len(splits['train'])} training images make no full batch of {cfg.batch_size}"
                          f"{' (--compile drops the partial one)' if compiled else ''}: lower --batch-size")
-    return generator, sampler, {"train": train_loader, "val": eval_loader(splits["val"], local_batch, ctx, workers),
-                                "test": eval_loader(splits["test"], local_batch, ctx, workers)}
+    return generator, sampler, {
+        "train": train_loader, "val": eval_loader(splits["val"], local_batch, ctx, workers, collate_fn),
+        "test": eval_loader(splits["test"], local_batch, ctx, workers, collate_fn)}
 
 
 def _resume(run: _Run, resumed: dict | None) -> None:
@@ -283,9 +300,10 @@ def _run_epoch(run: _Run, epoch: int, progress: bool) -> None:
                disable=not (progress and ctx.is_main), dynamic_ncols=True)
     train = train_one_epoch(run.net, run.loaders["train"], run.optimizer, ctx, amp=cfg.amp, bar=bar,
                             epoch=epoch + 1, last_good=run.out / "last.pt", sync_free=ctx.device.type == "cuda",
-                            channels_last=run.channels_last)
+                            channels_last=run.channels_last, preprocess=run.data.train_preprocess)
     distributed.broadcast_buffers(run.model, ctx)  # every process validates rank 0's running statistics
-    counts, val_loss = confusion_matrix(run.model, run.loaders["val"], len(run.data.classes), ctx, amp=cfg.amp)
+    counts, val_loss = confusion_matrix(run.model, run.loaders["val"], len(run.data.classes), ctx, amp=cfg.amp,
+                                        preprocess=run.data.eval_preprocess)
     val_acc = summarize(counts, run.data.classes)["accuracy"]
     if not math.isfinite(val_loss):
         raise NonFiniteLossError(f"the validation loss is {val_loss} after epoch {epoch + 1}: the weights "
@@ -349,7 +367,7 @@ def _test(run: _Run, progress: bool, start: float) -> dict[str, Any]:
         raise RuntimeError(f"no epoch was trained and {out / 'best.pt'} does not exist: raise --epochs")
     run.model.load_state_dict(load_checkpoint(out / "best.pt", map_location=ctx.device)["model"])
     counts, test_loss = confusion_matrix(run.model, run.loaders["test"], len(classes), ctx, amp=cfg.amp,
-                                         progress=progress, desc="test")
+                                         progress=progress, desc="test", preprocess=run.data.eval_preprocess)
     test = summarize(counts, classes)
     history = state["history"]
     metrics = {
@@ -439,17 +457,22 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any]
 
 
 def training_loader(dataset: Dataset, batch_size: int, sampler: DistributedSampler, num_workers: int,
-                    device: torch.device, generator: torch.Generator, drop_last: bool = False) -> DataLoader:
+                    device: torch.device, generator: torch.Generator, drop_last: bool = False,
+                    collate_fn=None) -> DataLoader:
     """This process's training batches: pinned memory on CUDA, workers kept across epochs."""
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                       pin_memory=device.type == "cuda", generator=generator, persistent_workers=num_workers > 0,
-                      drop_last=drop_last)
+                      drop_last=drop_last, collate_fn=collate_fn)
 
 
 def train_one_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, ctx: distributed.Context,
                     amp: bool = True, bar: tqdm | None = None, epoch: int = 1, last_good: Path | None = None,
-                    sync_free: bool = False, channels_last: bool | None = None) -> dict[str, float]:
+                    sync_free: bool = False, channels_last: bool | None = None, preprocess: nn.Module | None = None
+                    ) -> dict[str, float]:
     """One pass over ``loader``; returns mean loss, accuracy and images/s over all processes.
+
+    ``preprocess`` finishes uint8 batches on the device, random erasing included
+    (:func:`sfer.engine.evaluate.device_preprocess`); ``None`` takes the batches as they come.
 
     A step is bad when its gradients (averaged over processes, so every process
     agrees) hold a NaN or an infinity, which a non-finite loss always gives. A bad
@@ -485,6 +508,8 @@ def train_one_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.O
     t0 = time.perf_counter()
     for step, (images, labels) in enumerate(loader):
         images = images.to(ctx.device, non_blocking=True)
+        if preprocess is not None:
+            images = preprocess(images)  # (B, 3, h, w) uint8 -> (B, 3, S, S) normalised, erased
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         labels = labels.to(ctx.device, non_blocking=True)

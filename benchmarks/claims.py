@@ -95,7 +95,7 @@ class Run:
 
 
 def grid() -> list[Run]:
-    runs = [Run("default", "default", v, 0) for v in VARIANTS]  # seed 0: the shipped checkpoints
+    runs = [Run("default", "default", v, 0) for v in ("full", "rw", "na", "nm", "np")]  # the shipped checkpoints
     runs += [Run("hard", "hard", v, s) for s in range(3) for v in VARIANTS]
     runs += [Run("topn", "hard", "full", s, topn=t) for s in range(3) for t in TOPN]
     runs += [Run("default", "default", v, s) for s in (1, 2) for v in VARIANTS]
@@ -132,11 +132,11 @@ def predict_test(out: Path) -> tuple[list[int], list[int], float]:
     """Test predictions of ``out/best.pt`` on its own test split, in the precision it trained in."""
     import torch
 
-    from sfer.engine import load_model
+    from sfer.engine import load_checkpoint, load_model
     from sfer.engine.config import TrainConfig
     from sfer.engine.evaluate import autocast, build_splits, uses_channels_last
 
-    model, ckpt = load_model(out / "best.pt")
+    model, ckpt = load_model(out / "best.pt"), load_checkpoint(out / "best.pt")
     cfg = TrainConfig(**ckpt["config"])
     device = torch.device("cpu")
     if uses_channels_last(device, cfg.amp):
@@ -161,11 +161,11 @@ def rerouted_accuracies(out: Path, topns=(1, 10, 15, 20, 30, 40, 49)) -> dict:
     with Figure 7's retrained cell and with ``na`` (trained without KROA)."""
     import torch
 
-    from sfer.engine import load_model
+    from sfer.engine import load_checkpoint, load_model
     from sfer.engine.config import TrainConfig
     from sfer.engine.evaluate import autocast, build_splits, uses_channels_last
 
-    model, ckpt = load_model(out / "best.pt")
+    model, ckpt = load_model(out / "best.pt"), load_checkpoint(out / "best.pt")
     cfg = TrainConfig(**ckpt["config"])
     device = torch.device("cpu")
     test = build_splits(cfg, ckpt["preprocessing"], splits=("test",))["test"]
@@ -230,14 +230,14 @@ MAP_SPECS = {  # name -> (variant whose model draws it, target, method)
 def measure_seed(regime: str, seed: int, num_faces: int) -> dict:
     """Figure 8's maps of one seed's ``full`` and ``rw`` runs on the regime's first test faces."""
     from sfer.data import synthetic_splits
-    from sfer.engine import load_model
+    from sfer.engine import load_checkpoint, load_model
     from sfer.engine.config import TrainConfig
     from sfer.explain import mean_mask, measure_faces
 
     models, cfg = {}, None
     for variant in ("full", "rw"):
         path = ROOT / RUNS / Run("hard", regime, variant, seed).name / "best.pt"
-        models[variant], ckpt = load_model(path)
+        models[variant], ckpt = load_model(path), load_checkpoint(path)
         cfg = TrainConfig(**ckpt["config"])
     faces = synthetic_splits(cfg.num_train, cfg.num_val, cfg.num_test, seed=cfg.data_seed, image_size=112,
                              nuisance=cfg.nuisance, cue=cfg.cue)

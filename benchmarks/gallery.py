@@ -18,7 +18,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from sfer.data import BASIC_CLASSES, SyntheticClassroomFaces  # noqa: E402
+from sfer.data import SyntheticClassroomFaces  # noqa: E402
+from sfer.data.synthetic.expressions import BASIC_CLASSES
 from sfer.engine.config import REGIMES  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

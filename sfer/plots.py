@@ -23,7 +23,7 @@ import torch.nn as nn
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from sfer.explain.routing import draw_routing, region_boxes
+from sfer.explain.routing import region_boxes
 from sfer.models.regions import region_ids
 
 SCALE_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red")
@@ -134,22 +134,6 @@ def poolings_and_weights(avg_pooled: torch.Tensor, max_pooled: torch.Tensor, wei
     return fig
 
 
-def weighted_channels(picture, Q: torch.Tensor, weights: torch.Tensor, count: int = 3) -> Figure:
-    """The picture, then the ``count`` channels of Q (C, H, W) with the highest and the lowest weights."""
-    order = weights.detach().cpu().argsort(descending=True).tolist()
-    shown = order[:count] + order[-count:]
-    fig = Figure(figsize=(1.85 * (len(shown) + 1), 2.3), layout="constrained")
-    axes = fig.subplots(1, len(shown) + 1)
-    axes[0].imshow(picture), axes[0].set_title("face", fontsize=9)
-    for ax, c in zip(axes[1:], shown):
-        ax.imshow(_np(Q[c]), cmap="viridis")
-        ax.set_title(f"ch {c}: W = {weights[c].item():.2f}", fontsize=9)
-    for ax in axes:
-        _bare(ax)
-    fig.suptitle("channels of Q with the highest (left) and lowest (right) weights", fontsize=10)
-    return fig
-
-
 def f_m_blocks(F_m: torch.Tensor, widths: Sequence[int]) -> Figure:
     """F_m (C1 + .. + C4,) drawn as its four blocks G_1..G_4."""
     fig = Figure(figsize=(11, 2.6), layout="constrained")
@@ -182,20 +166,6 @@ def channel_weights(weights: Sequence[torch.Tensor], title: str = "", picture=No
         ax.set_xlabel("channel"), ax.set_ylim(0, 1)
     axes[0].set_ylabel("channel weight")
     fig.suptitle(title, fontsize=10)
-    return fig
-
-
-def weights_across_faces(weights: torch.Tensor, labels: Sequence[str], scale: int = 4) -> Figure:
-    """W_i of several faces (N, C), channels sorted by their mean weight, one line per face."""
-    weights = _np(weights)
-    order = np.argsort(-weights.mean(0), kind="stable")
-    fig = Figure(figsize=(10, 2.8), layout="constrained")
-    ax = fig.subplots()
-    for row, label in zip(weights, labels):
-        ax.plot(row[order], lw=0.8, alpha=0.8, label=label)
-    ax.set_xlabel(f"channel of L{scale} (sorted by mean weight)"), ax.set_ylabel(f"W{scale}")
-    ax.set_title(f"W{scale} for {len(weights)} faces", fontsize=10)
-    ax.legend(fontsize=7, ncol=4)
     return fig
 
 
@@ -252,19 +222,36 @@ def patch_attention(kroa: nn.Module, x: torch.Tensor, patch: int) -> torch.Tenso
 
 def routing_panels(picture, mask: np.ndarray | None, routing: torch.Tensor, queries: Sequence[int], regions: int,
                    title: str = "", map_size: int = 7, attention: tuple[torch.Tensor, int] | None = None) -> Figure:
-    """The face (with its key-region mask), then for each query region its routed regions lit
-    (the paper's Figure 3); with ``attention`` = (map (H, W), patch), that patch's attention last."""
-    rgb = np.asarray(picture.convert("RGB"))
+    """The face (with its key-region mask), then for each query region its routed regions (the
+    paper's Figure 3): filled and outlined in cyan with a dark edge, so that they show on dark hair
+    and skin, the query region in yellow; with ``attention`` = (map (H, W), patch), that patch's
+    attention last."""
+    from matplotlib.patches import Rectangle
+
+    side = picture.size[0]
+    boxes = region_boxes(regions, map_size, (side, side))
     panels = len(queries) + (mask is not None) + (attention is not None)
-    fig = Figure(figsize=(2.6 * panels, 2.9), layout="constrained")
+    fig = Figure(figsize=(3.3 * panels, 3.7), layout="constrained")
     axes = list(fig.subplots(1, panels, squeeze=False)[0])
     if mask is not None:
         ax = axes.pop(0)
-        ax.imshow(rgb), ax.imshow(np.ma.masked_where(~mask, mask), cmap="autumn", alpha=0.6)
+        ax.imshow(picture), ax.imshow(np.ma.masked_where(~mask, mask), cmap="autumn", alpha=0.6)
         ax.set_title("key-region mask", fontsize=9)
+
+    def box(ax, b, color, lw, alpha):
+        t, bt, left, right = b
+        ax.add_patch(Rectangle((left - 0.5, t - 0.5), right - left, bt - t, facecolor=color, alpha=alpha, lw=0))
+        for c, w in (("black", lw + 1.5), (color, lw)):
+            ax.add_patch(Rectangle((left, t), right - left - 1, bt - t - 1, fill=False, edgecolor=c, lw=w))
+
     for ax, j in zip(axes, queries):
-        ax.imshow(draw_routing(rgb, regions, j, routing[j].tolist(), map_size))
-        ax.set_title(f"query region {j} (yellow): top-{routing.shape[1]}", fontsize=9)
+        ax.imshow(picture)
+        for r in routing[j].tolist():
+            if boxes[r] is not None:
+                box(ax, boxes[r], "cyan", 1.2, 0.3)
+        box(ax, boxes[j], "yellow", 2.5, 0.0)
+        ax.set_xlim(-0.5, side - 0.5), ax.set_ylim(side - 0.5, -0.5)
+        ax.set_title(f"query region {j} (yellow): its top-{routing.shape[1]} (cyan)", fontsize=9)
     if attention is not None:
         _draw_attention(axes[-1], picture, *attention)
         axes[-1].set_title(f"patch {attention[1]} (cyan): its attention", fontsize=9)
@@ -285,17 +272,6 @@ def _draw_attention(ax, picture, seen: torch.Tensor, patch: int) -> None:
     r, c = divmod(patch, w)
     ax.add_patch(Rectangle((c * side / w, r * side / h), side / w, side / h, fill=False, color="cyan", lw=2))
     ax.set_xlim(0, side), ax.set_ylim(side, 0)
-
-
-def patch_attention_panels(picture, maps: dict[str, torch.Tensor], patch: int, title: str = "") -> Figure:
-    """A patch's attention maps (H, W), one panel per label, over the face; the patch outlined in cyan."""
-    fig = Figure(figsize=(3 * len(maps), 3.2), layout="constrained")
-    for ax, (label, seen) in zip(fig.subplots(1, len(maps), squeeze=False)[0], maps.items()):
-        _draw_attention(ax, picture, seen, patch)
-        ax.set_title(f"{label}: {int((seen > 0).sum())} of {seen.numel()} patches seen", fontsize=9)
-        _bare(ax)
-    fig.suptitle(title, fontsize=10)
-    return fig
 
 
 def padding_grids(m_values: Sequence[int], h: int = 7, w: int = 7) -> Figure:
@@ -449,16 +425,6 @@ def routing_measures(result: dict, m: int, topn: int, title: str = "") -> Figure
     return fig
 
 
-def __getattr__(name):
-    # Transitional: sfer.classroom.figures still imports the views' base class from here. Remove this
-    # once it imports ``from sfer.widgets import _PngView`` (the widgets left this module).
-    if name == "_PngView":
-        from sfer.widgets import _PngView
-
-        return _PngView
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 # ----------------------------------------------------------------------------- notebooks 02-04, issue 20's figures
 
 def _cells(ax, side: int, cells: np.ndarray, face: str, edge: str = "black", lw: float = 1.6, alpha: float = 0.35,
@@ -570,44 +536,8 @@ def readable_keys(picture, readable: dict[str, torch.Tensor], patch: int, map_si
     return fig
 
 
-def routing_panels_outlined(picture, mask: np.ndarray | None, routing: torch.Tensor, queries: Sequence[int],
-                            regions: int, title: str = "", map_size: int = 7) -> Figure:
-    """Notebook 04: the paper's Figure 3 like :func:`routing_panels`, with the routed regions filled and
-    outlined in cyan with a dark edge (visible on dark hair and skin), the query region in yellow."""
-    from matplotlib.patches import Rectangle
-
-    side = picture.size[0]
-    boxes = region_boxes(regions, map_size, (side, side))
-    panels = len(queries) + (mask is not None)
-    fig = Figure(figsize=(3.3 * panels, 3.7), layout="constrained")
-    axes = list(fig.subplots(1, panels, squeeze=False)[0])
-    if mask is not None:
-        ax = axes.pop(0)
-        ax.imshow(picture), ax.imshow(np.ma.masked_where(~mask, mask), cmap="autumn", alpha=0.6)
-        ax.set_title("key-region mask", fontsize=9)
-
-    def box(ax, b, color, lw, alpha):
-        t, bt, left, right = b
-        ax.add_patch(Rectangle((left - 0.5, t - 0.5), right - left, bt - t, facecolor=color, alpha=alpha, lw=0))
-        for c, w in (("black", lw + 1.5), (color, lw)):
-            ax.add_patch(Rectangle((left, t), right - left - 1, bt - t - 1, fill=False, edgecolor=c, lw=w))
-
-    for ax, j in zip(axes, queries):
-        ax.imshow(picture)
-        for r in routing[j].tolist():
-            if boxes[r] is not None:
-                box(ax, boxes[r], "cyan", 1.2, 0.3)
-        box(ax, boxes[j], "yellow", 2.5, 0.0)
-        ax.set_xlim(-0.5, side - 0.5), ax.set_ylim(side - 0.5, -0.5)
-        ax.set_title(f"query region {j} (yellow): its top-{routing.shape[1]} (cyan)", fontsize=9)
-    for ax in fig.axes:
-        _bare(ax)
-    fig.suptitle(title, fontsize=10)
-    return fig
-
-
 def patch_attention_scaled(picture, maps: dict[str, torch.Tensor], patch: int, title: str = "") -> Figure:
-    """Notebook 04: like :func:`patch_attention_panels`, on one shared colour scale with a colour bar."""
+    """Each map (H, W) of a query patch's attention over the face, on one shared colour scale with a colour bar."""
     from matplotlib.patches import Rectangle
 
     side, top = picture.size[0], max(float(_np(m).max()) for m in maps.values())

@@ -11,22 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-from sfer.classroom import (
-    DETECTED_TEMPLATE,
-    INSTALL_COMMAND,
-    LANDMARK_WEIGHTS,
-    TEMPLATE,
-    ClassroomError,
-    FaceDetector,
-    aligned_crop,
-    alignment,
-    box_crop,
-    columns,
-    iou,
-    match,
-    similarity,
-    square_crop,
-)
+from sfer.classroom import ClassroomError, FaceDetector, aligned_crop, square_crop
+from sfer.classroom.align import DETECTED_TEMPLATE, LANDMARK_WEIGHTS, TEMPLATE, alignment, box_crop, similarity
+from sfer.classroom.detect import INSTALL_COMMAND, iou, match
+from sfer.classroom.pipeline import columns
 from sfer.classroom.evaluate import (
     PastedFrame,
     SceneScore,

@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 from sfer.cli import main
-from sfer.data import AFFECTNET_CLASSES, build_dataset
+from sfer.data import build_dataset
+from sfer.data.real import AFFECTNET_CLASSES
 from sfer.data.cli import plain_data_warnings
 from sfer.data.real import SkippedItemsWarning
 from sfer.engine.evaluate import build_splits
@@ -44,12 +45,13 @@ def write_affectnet_csv(root, codes_train, codes_val, bad_val=None):
 
 def test_config_fields_reach_the_affectnet_loader(tmp_path):
     write_affectnet_csv(tmp_path, codes_train=[0, 7, 8], codes_val=[1, 7])
-    cfg, _ = resolve_config(dataset="affectnet", data=str(tmp_path))
+    cfg, _ = resolve_config(dataset="affectnet", data=str(tmp_path), select_on_test=True)  # the whole train split
     seven = build_splits(cfg, PREPROCESSING, splits=("train",))["train"]
     assert seven.classes == list(AFFECTNET_CLASSES[:7]) and seven.targets == [0]
     assert [reason for _, reason in seven.excluded] == ["contempt (7-class setting)", "none"]
     assert seven.samples[0].box == (8, 4, 40, 36)  # cropped to the face box by default
-    cfg, _ = resolve_config(dataset="affectnet", data=str(tmp_path), affectnet_classes=8, crop_faces=False)
+    cfg, _ = resolve_config(dataset="affectnet", data=str(tmp_path), affectnet_classes=8, crop_faces=False,
+                            select_on_test=True)
     eight = build_splits(cfg, PREPROCESSING, splits=("train",))["train"]
     assert eight.classes == list(AFFECTNET_CLASSES) and eight.targets == [0, 7]
     assert eight.samples[0].box is None and eight[0][0].shape == (3, 112, 112)
@@ -62,24 +64,25 @@ def test_train_and_evaluate_flags_skip_bad_and_the_one_line_report(tmp_path, cap
     write_affectnet_csv(root, codes_train=list(range(8)) * 2, codes_val=list(range(8)), bad_val=3)
     run = tmp_path / "run"
     assert main(["train", "--dataset", "affectnet", "--data", str(root), "--affectnet-classes", "8",
-                 "--no-crop-faces", "--skip-bad", "--out", str(run), *FAST]) == 0
+                 "--no-crop-faces", "--skip-bad", "--val-fraction", "0.5", "--out", str(run), *FAST]) == 0
     err = capsys.readouterr().err
-    check = f"`sfer data check affectnet {root} --splits val --affectnet-classes 8` lists them"
-    assert f"sfer train: affectnet val: skipped 1 bad item(s); {check}" in err
+    check = f"`sfer data check affectnet {root} --splits test --affectnet-classes 8` lists them"
+    # AffectNet's published validation split is the test split; validation is held out of train
+    assert f"sfer train: affectnet test: skipped 1 bad item(s); {check}" in err
     assert "UserWarning" not in err and "real.py" not in err
     ckpt = torch.load(run / "best.pt", weights_only=True)
     assert ckpt["classes"] == list(AFFECTNET_CLASSES)
     assert (ckpt["config"]["affectnet_classes"], ckpt["config"]["crop_faces"]) == (8, False)
 
     # trained with --skip-bad, but evaluate does not inherit it: the bad file stops it, named
-    ev = ["evaluate", "--checkpoint", str(run / "best.pt"), "--split", "val", "--out", str(tmp_path / "ev"),
+    ev = ["evaluate", "--checkpoint", str(run / "best.pt"), "--split", "test", "--out", str(tmp_path / "ev"),
           "--device", "cpu", "--no-progress"]
     assert main(ev) == 1
     bad = root / "Manually_Annotated_Images" / "valid" / "3.jpg"
     assert capsys.readouterr().err.strip().endswith(f"empty file: {bad}")
     assert main([*ev, "--skip-bad"]) == 0  # 8 classes and no crop: as trained
     captured = capsys.readouterr()
-    assert captured.err.count("\n") == 1 and captured.err.startswith("sfer evaluate: affectnet val: skipped 1")
+    assert captured.err.count("\n") == 1 and captured.err.startswith("sfer evaluate: affectnet test: skipped 1")
     assert "(7 images, 1 bad skipped)" in captured.out
     saved = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
     assert saved["skipped"] == [[f"{root / 'Manually_Annotated_file_lists' / 'validation.csv'}, line 5",

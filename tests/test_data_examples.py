@@ -2,7 +2,8 @@
 
 import pytest
 
-from sfer.data import AFFECTNET_CLASSES, FER2013_CLASSES, FERPLUS_CLASSES, RAFDB_CLASSES, build_dataset
+from sfer.data import build_dataset
+from sfer.data.real import AFFECTNET_CLASSES, FER2013_CLASSES, FERPLUS_CLASSES, RAFDB_CLASSES
 from sfer.data.examples import example_faces, label_in, tree_lines, write_example_datasets
 
 

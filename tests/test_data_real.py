@@ -8,16 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from sfer.data import (
-    AFFECTNET_CLASSES,
-    FER2013_CLASSES,
-    FERPLUS_CLASSES,
-    RAFDB_CLASSES,
-    DataError,
-    build_dataset,
-    eval_transform,
-    train_transform,
-)
+from sfer.data import DataError, build_dataset, eval_transform, train_transform
+from sfer.data.real import AFFECTNET_CLASSES, FER2013_CLASSES, FERPLUS_CLASSES, RAFDB_CLASSES
 from sfer.data.real import SkippedItemsWarning, ferplus_exclusion, ferplus_label, hold_out, validation_is_test
 
 # -- writers --------------------------------------------------------------------------

@@ -8,17 +8,10 @@ import pytest
 import torch
 
 from sfer.cli import main
-from sfer.data import (
-    BASIC_CLASSES,
-    NUISANCE_KINDS,
-    SCFED_CLASSES,
-    NuisanceStrengths,
-    SyntheticClassroomFaces,
-    build_dataset,
-    eval_transform,
-    load_masks,
-    synthetic_splits,
-)
+from sfer.data import SyntheticClassroomFaces, build_dataset, eval_transform, synthetic_splits
+from sfer.data.real import load_masks
+from sfer.data.synthetic.expressions import BASIC_CLASSES, SCFED_CLASSES
+from sfer.data.synthetic.nuisances import NUISANCE_KINDS, NuisanceStrengths
 
 
 def pixels(image) -> np.ndarray:

@@ -7,8 +7,10 @@ import torch
 
 from sfer import demo
 from sfer.cli import main
-from sfer.data import IMAGENET_MEAN, IMAGENET_STD, SCFED_CLASSES
-from sfer.engine import TrainConfig, atomic_save
+from sfer.data import IMAGENET_MEAN, IMAGENET_STD
+from sfer.data.synthetic.expressions import SCFED_CLASSES
+from sfer.engine import TrainConfig
+from sfer.engine.checkpoint import atomic_save
 from sfer.engine.checkpoint import FORMAT, VERSION
 from sfer.models import PRESETS, build_model
 

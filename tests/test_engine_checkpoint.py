@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from sfer.engine import atomic_save, load_checkpoint
+from sfer.engine import load_checkpoint
+from sfer.engine.checkpoint import atomic_save
 from sfer.engine.checkpoint import capture_rng, restore_rng
 from sfer.models import CheckpointError
 

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from sfer.engine import TrainConfig, load_config_file, make_config
+from sfer.engine import TrainConfig
+from sfer.engine.config import load_config_file, make_config
 from sfer.engine.train import resolve_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -76,7 +76,7 @@ def test_a_run_writes_checkpoints_log_metrics_and_curves(run2):
     assert last["preprocessing"]["image_size"] == 112 and last["classes"] == metrics["classes"]
     best = load_checkpoint(out / "best.pt")
     assert "optimizer" not in best and best["epoch"] == metrics["best_epoch"]
-    model, _ = load_model(out / "best.pt")
+    model = load_model(out / "best.pt")
     assert not model.training and model.config["variant"] == "full"
 
 

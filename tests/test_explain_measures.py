@@ -6,7 +6,8 @@ import torch
 from scipy import stats
 
 from sfer.data import IMAGENET_MEAN, IMAGENET_STD, SyntheticClassroomFaces, eval_transform
-from sfer.explain import compute_cam, key_region_energy, mean_mask, measure_faces, measure_maps, synthetic_faces
+from sfer.explain import compute_cam, mean_mask, measure_faces, measure_maps, synthetic_faces
+from sfer.explain.measures import key_region_energy
 from sfer.explain.measures import MapMeasures, class_sensitivity, pointing_game, road_scores, t_interval
 from sfer.models import build_model
 

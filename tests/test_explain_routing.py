@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from sfer.explain import draw_routing, region_boxes, routing_view
+from sfer.explain import routing_view
+from sfer.explain.routing import draw_routing, region_boxes
 from sfer.models import build_model
 
 

@@ -9,12 +9,13 @@ import torch
 from matplotlib.figure import Figure
 
 from sfer.data import eval_transform
-from sfer.explain import region_boxes, synthetic_faces
+from sfer.explain import synthetic_faces
+from sfer.explain.routing import region_boxes
 from sfer.models import KeyRegionAttention, build_model
 from sfer.plots import (attention_cost, attention_macs, attention_macs_formula, channel_weights, class_grid,
                         class_probabilities, f_m_blocks, feature_scales, image_grid, padding_grids, patch_attention,
-                        patch_attention_panels, poolings_and_weights, region_grids, region_ids, relation_matrix,
-                        routed_counts, routing_panels, to_png, weighted_channels, weights_across_faces)
+                        patch_attention_scaled, poolings_and_weights, region_grids, region_ids, relation_matrix,
+                        routed_counts, routing_panels, to_png, channels_on_face, weights_across_faces_by_class)
 from sfer.widgets import ChannelWeightsWidget, RoutingWidget
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -96,16 +97,16 @@ def test_figures_have_one_panel_per_item(faces, model):
     drawn = {
         feature_scales(maps, picture, channels=2): 16,
         poolings_and_weights(torch.rand(8), torch.rand(8), torch.rand(8)): 2,
-        weighted_channels(picture, torch.rand(8, 7, 7), torch.rand(8), count=2): 5,
+        channels_on_face(picture, torch.rand(8, 7, 7), torch.rand(8), count=2): 6,  # maps and a colour bar
         f_m_blocks(feats["F_m"][0], (16, 32, 64, 128)): 1,
         channel_weights(weights): 4,
         channel_weights(weights, picture=picture): 5,
-        weights_across_faces(torch.rand(3, 8), ["a", "b", "c"]): 1,
+        weights_across_faces_by_class(torch.rand(3, 8), [0, 1, 0], ["a", "b"]): 1,
         region_grids((7, 3, 2)): 3,
         relation_matrix(M, D): 2,  # the matrix and its colour bar
         routing_panels(picture, faces.masks[0], D, [24, 10], 7): 3,
         routing_panels(picture, None, D, [24], 7, attention=(torch.rand(7, 7), 24)): 2,
-        patch_attention_panels(picture, {"a": torch.rand(7, 7), "b": torch.rand(7, 7)}, 3): 2,
+        patch_attention_scaled(picture, {"a": torch.rand(7, 7), "b": torch.rand(7, 7)}, 3): 3,  # and a colour bar
         padding_grids((4, 5, 6)): 3,
         class_probabilities(faces.images, torch.rand(3, 6).softmax(1), faces.classes, faces.labels): 3,  # insets are children
     }

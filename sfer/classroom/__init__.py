@@ -8,40 +8,11 @@ print(room.counts())                 # the room's class counts
 write_outputs(room, "out/")          # students.csv, counts.csv, annotated.png, heatmaps/
 ```
 
-MTCNN comes from facenet-pytorch, installed without its torch pin (``INSTALL_COMMAND``).
+MTCNN comes from facenet-pytorch, installed without its torch pin (``sfer.classroom.detect.INSTALL_COMMAND``).
 """
 
-from .align import (
-    DETECTED_TEMPLATE,
-    LANDMARK_WEIGHTS,
-    TEMPLATE,
-    TRAINING_SIDE,
-    aligned_crop,
-    alignment,
-    box_crop,
-    similarity,
-    square_crop,
-)
-from .detect import INSTALL_COMMAND, LANDMARKS, ClassroomError, Detections, FaceDetector, as_rgb, iou, match
-from .pipeline import (
-    CROPS,
-    VIEWS,
-    Room,
-    Student,
-    analyse,
-    annotate,
-    classify,
-    columns,
-    crops_for,
-    heatmap_strip,
-    read_frame,
-    write_outputs,
-)
+from .align import aligned_crop, square_crop
+from .detect import ClassroomError, FaceDetector
+from .pipeline import analyse, read_frame, write_outputs
 
-__all__ = [
-    "DETECTED_TEMPLATE", "LANDMARK_WEIGHTS", "TEMPLATE", "TRAINING_SIDE", "aligned_crop", "alignment", "box_crop",
-    "similarity", "square_crop",
-    "INSTALL_COMMAND", "LANDMARKS", "ClassroomError", "Detections", "FaceDetector", "as_rgb", "iou", "match",
-    "CROPS", "VIEWS", "Room", "Student", "analyse", "annotate", "classify", "columns", "crops_for",
-    "heatmap_strip", "read_frame", "write_outputs",
-]
+__all__ = ["FaceDetector", "analyse", "read_frame", "write_outputs", "aligned_crop", "square_crop", "ClassroomError"]

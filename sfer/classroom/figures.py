@@ -11,7 +11,7 @@ from matplotlib.patches import Rectangle
 
 from sfer.data.scenes import Scene
 from sfer.explain import overlay
-from sfer.plots import _PngView
+from sfer.widgets import _PngView
 
 from .align import TEMPLATE, aligned_crop, box_crop, square_crop
 from .detect import Detections, FaceDetector, iou
@@ -65,7 +65,7 @@ def student_zoom(scene: Scene, k: int, dpi: int = 100) -> Figure:
 
 
 def _key_parts(scene: Scene, k: int) -> tuple[str, ...]:
-    from sfer.data import EXPRESSIONS
+    from sfer.data.synthetic.expressions import EXPRESSIONS
 
     return EXPRESSIONS[scene.students[k].expression].key_parts
 

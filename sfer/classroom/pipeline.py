@@ -21,7 +21,8 @@ import torch
 import torch.nn as nn
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
-from sfer.explain import class_names, compute_cam, overlay, to_batch
+from sfer.explain import class_names, compute_cam, overlay
+from sfer.explain.loading import to_batch
 
 from .align import aligned_crop, box_crop
 from .detect import LANDMARKS, ClassroomError, Detections, FaceDetector, as_rgb

@@ -8,34 +8,9 @@ fer = build_dataset("fer2013", "path/to/fer2013", "train", transform=train_trans
 ```
 """
 
-from .real import (
-    AFFECTNET_CLASSES,
-    DATASET_SPLITS,
-    FER2013_CLASSES,
-    FERPLUS_CLASSES,
-    RAFDB_CLASSES,
-    DataError,
-    SkippedItemsWarning,
-    FaceDataset,
-    ImageFolderDataset,
-    build_dataset,
-    load_masks,
-)
-from .synthetic import (
-    BASIC_CLASSES,
-    EXPRESSIONS,
-    KEY_PARTS,
-    NUISANCE_KINDS,
-    SCFED_CLASSES,
-    NuisanceStrengths,
-    SyntheticClassroomFaces,
-    synthetic_splits,
-)
+from .real import DataError, build_dataset
+from .synthetic import SyntheticClassroomFaces, synthetic_splits
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
 
-__all__ = [
-    "AFFECTNET_CLASSES", "BASIC_CLASSES", "DATASET_SPLITS", "EXPRESSIONS", "FER2013_CLASSES", "FERPLUS_CLASSES",
-    "IMAGENET_MEAN", "IMAGENET_STD", "KEY_PARTS", "NUISANCE_KINDS", "RAFDB_CLASSES", "SCFED_CLASSES",
-    "DataError", "FaceDataset", "ImageFolderDataset", "NuisanceStrengths", "SkippedItemsWarning",
-    "SyntheticClassroomFaces", "build_dataset", "eval_transform", "load_masks", "synthetic_splits", "train_transform",
-]
+__all__ = ["SyntheticClassroomFaces", "synthetic_splits", "build_dataset", "train_transform", "eval_transform",
+           "IMAGENET_MEAN", "IMAGENET_STD", "DataError"]

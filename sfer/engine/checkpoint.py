@@ -108,11 +108,24 @@ def build_from_checkpoint(ckpt: dict[str, Any], variant: str | None = None, pres
 
 
 def load_model(path: str | Path, variant: str | None = None, map_location: str | torch.device = "cpu"
-               ) -> tuple[nn.Module, dict[str, Any]]:
-    """``(model in eval mode, checkpoint)`` from a file; see :func:`build_from_checkpoint`."""
+               ) -> nn.Module:
+    """A trained model in eval mode, rebuilt from the checkpoint's own config (the one loader).
+
+    The file is read with ``torch.load(weights_only=True)`` (a checkpoint cannot run code)
+    and checked (:func:`build_from_checkpoint`). The model gets two plain attributes that the
+    explainers, the classroom pipeline and the widgets use: ``eval_transform``, the
+    preprocessing it was trained with (PIL image -> normalised tensor, from the checkpoint's
+    image size, mean and std), and ``class_names``. Everything else the file holds (the
+    training config, the metrics) is :func:`load_checkpoint`'s.
+    """
+    from sfer.data import eval_transform
+
     ckpt = load_checkpoint(path, map_location)
     model = build_from_checkpoint(ckpt, variant=variant, source=str(path))
-    return model.eval(), ckpt
+    pre = ckpt["preprocessing"]
+    model.eval_transform = eval_transform(pre["image_size"], pre["mean"], pre["std"])
+    model.class_names = list(ckpt["classes"])
+    return model.eval()
 
 
 def check_classes(checkpoint_classes: list[str], data_classes: list[str], source: str = "checkpoint") -> None:

@@ -16,14 +16,12 @@ print(result.markdown())                                   # energy, pointing, d
 
 from .cam import METHODS, compute_cam
 from .figures import explain, figure8, overlay
-from .loading import class_names, embedded_samples, load_model, synthetic_faces, to_batch, to_rgb, transform_for
-from .measures import MapMeasures, key_region_energy, mean_mask, measure_faces, measure_maps
-from .routing import draw_routing, region_boxes, routing_view
+from .loading import class_names, load_model, synthetic_faces
+from .measures import MapMeasures, mean_mask, measure_faces, measure_maps
+from .routing import routing_view
 from .sources import token_contributions
 
 __all__ = [
-    "METHODS", "compute_cam", "explain", "figure8", "overlay",
-    "class_names", "embedded_samples", "load_model", "synthetic_faces", "to_batch", "to_rgb", "transform_for",
-    "MapMeasures", "key_region_energy", "mean_mask", "measure_faces", "measure_maps",
-    "draw_routing", "region_boxes", "routing_view", "token_contributions",
+    "compute_cam", "token_contributions", "explain", "figure8", "overlay", "routing_view", "measure_maps",
+    "measure_faces", "mean_mask", "MapMeasures", "load_model", "synthetic_faces", "class_names", "METHODS",
 ]

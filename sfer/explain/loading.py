@@ -11,27 +11,11 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
+from sfer.engine.checkpoint import load_model  # noqa: F401  (the one loader, re-exported for the explainers)
+
 # The embedded data and the shipped tiny checkpoints, next to the package in a source checkout.
 SAMPLES = Path(__file__).resolve().parents[2] / "data_samples"
 CHECKPOINTS = SAMPLES / "checkpoints"
-
-
-def load_model(path, map_location: str | torch.device = "cpu") -> nn.Module:
-    """A trained model in eval mode, rebuilt from the checkpoint's own config.
-
-    The engine reads the file (``torch.load(weights_only=True)``: a checkpoint cannot
-    run code) and checks it. The model gets two plain attributes the explainers use:
-    ``eval_transform``, the preprocessing it was trained with (PIL image -> normalised
-    tensor, from the checkpoint's image size, mean and std), and ``class_names``.
-    """
-    from sfer.data import eval_transform
-    from sfer.engine.checkpoint import load_model as read_checkpoint
-
-    model, checkpoint = read_checkpoint(path, map_location=map_location)
-    pre = checkpoint["preprocessing"]
-    model.eval_transform = eval_transform(pre["image_size"], pre["mean"], pre["std"])
-    model.class_names = list(checkpoint["classes"])
-    return model.eval()
 
 
 def transform_for(model: nn.Module):

@@ -116,7 +116,7 @@ def fit(config: TrainConfig | dict | str | Path | None = None, *, datasets: dict
     ctx = distributed.setup(cfg.device)
     try:
         data = _load_data(cfg, resumed, ctx, datasets)
-        model, net, optimizer, compiled = _build(cfg, resumed, ctx, len(data.classes))
+        model, net, optimizer, compiled = _build(cfg, resumed, ctx, len(data.classes), len(data.splits["train"]))
         generator, sampler, loaders = _make_loaders(cfg, ctx, data.splits, compiled, data.collate_fn)
         run = _Run(cfg, ctx, data, model, net, optimizer, compiled, generator, sampler, loaders)
         _resume(run, resumed)
@@ -214,7 +214,7 @@ def _load_data(cfg: TrainConfig, resumed: dict | None, ctx: distributed.Context,
     return data
 
 
-def _build(cfg: TrainConfig, resumed: dict | None, ctx: distributed.Context, num_classes: int
+def _build(cfg: TrainConfig, resumed: dict | None, ctx: distributed.Context, num_classes: int, num_train: int
            ) -> tuple[nn.Module, nn.Module, torch.optim.Optimizer, bool]:
     """``(model, net, optimizer, compiled)``: the model (initialised from the seed, so the same on
     every process; a resumed run's weights), the optimiser, and ``net``, the model wrapped by
@@ -241,7 +241,7 @@ def _build(cfg: TrainConfig, resumed: dict | None, ctx: distributed.Context, num
     # DDP need not broadcast them before every forward.
     net: nn.Module = DistributedDataParallel(model, device_ids=[ctx.device] if cuda else None,
                                              broadcast_buffers=not synced) if ctx.distributed else model
-    compiled = will_compile(cfg, ctx.device)
+    compiled = will_compile(cfg, ctx.device, num_train)
     if compiled:
         net = compile_model(net, synced, ctx)
     return model, net, optimizer, compiled
@@ -266,7 +266,7 @@ def _make_loaders(cfg: TrainConfig, ctx: distributed.Context, splits: dict[str, 
                                    drop_last=compiled, collate_fn=collate_fn)
     if len(train_loader) == 0:
         raise ValueError(f"the {len(splits['train'])} training images make no full batch of {cfg.batch_size}"
-                         f"{' (--compile drops the partial one)' if compiled else ''}: lower --batch-size")
+                         f"{' (compiled training drops the partial one)' if compiled else ''}: lower --batch-size")
     return generator, sampler, {
         "train": train_loader, "val": eval_loader(splits["val"], local_batch, ctx, workers, collate_fn),
         "test": eval_loader(splits["test"], local_batch, ctx, workers, collate_fn)}
@@ -393,18 +393,24 @@ def _test(run: _Run, progress: bool, start: float) -> dict[str, Any]:
     return metrics
 
 
-def will_compile(cfg: TrainConfig, device: torch.device) -> bool:
+MIN_COMPILED_BATCHES = 10  # a training split of fewer full batches is a smoke test: compiling would not pay
+
+
+def will_compile(cfg: TrainConfig, device: torch.device, num_train: int | None = None) -> bool:
     """``cfg.compile``, or where it is ``None`` (the default): compile on a CPU that runs bf16
-    natively when a C++ compiler is there for inductor's kernels.
+    natively when a C++ compiler is there for inductor's kernels, for a training split of at
+    least ``MIN_COMPILED_BATCHES`` full batches (``num_train`` images; ``None``: assume so).
 
     On such a CPU (AVX512-BF16 or AMX) bf16 autocast + channels-last + ``torch.compile``
     trains the tiny preset about twice as fast as plain fp32 (``docs/training.md``); the
     first compile takes about 47 s, and inductor's on-disk cache makes later runs of the
-    same shapes start in seconds. CUDA keeps ``compile`` opt-in.
+    same shapes start in seconds, so it pays over a real run and not over a few batches
+    (compiled training also drops the last partial batch). CUDA keeps ``compile`` opt-in.
     """
     if cfg.compile is not None:
         return bool(cfg.compile)
-    return device.type == "cpu" and uses_bf16(device, cfg.amp) and shutil.which("g++") is not None
+    enough = num_train is None or num_train >= MIN_COMPILED_BATCHES * cfg.batch_size
+    return device.type == "cpu" and enough and uses_bf16(device, cfg.amp) and shutil.which("g++") is not None
 
 
 def compile_model(net: nn.Module, synced: bool, ctx: distributed.Context) -> nn.Module:

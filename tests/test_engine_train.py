@@ -264,7 +264,7 @@ def test_compiled_training_never_recompiles(tmp_path, monkeypatch):
     assert metrics["epochs"] == 2 and graphs[0] > 0 and graphs[1] == graphs[0]
     assert list(csv.DictReader(open(tmp_path / "log.csv")))[0]["images_per_s"]
     torch._dynamo.reset()
-    with pytest.raises(ValueError, match="make no full batch of 16 \\(--compile drops the partial one\\)"):
+    with pytest.raises(ValueError, match="make no full batch of 16 \\(compiled training drops the partial one\\)"):
         fit(out=str(tmp_path / "x"), progress=False, **{**settings, "num_train": 8})
 
 

@@ -335,10 +335,10 @@ def scorecard(records: list[dict]) -> str:
             full = dict(regime=regime, variant="full", topn=PAPER_TOPN)
             diff = paired(records, where, full)
             agree = face_agreement(records, where, full)
+            faces = [f"{100 * agree['only_a']:.2f} / {100 * agree['only_b']:.2f}", f"{agree['p_mcnemar']:.3g}"] \
+                if diff.n else ["", ""]
             lines.append(_row([variant, str(cell(records, **where)), str(diff),
-                               f"{100 * diff.mde:.2f}" if diff.n > 1 else "",
-                               f"{100 * agree['only_a']:.2f} / {100 * agree['only_b']:.2f}",
-                               f"{agree['p_mcnemar']:.3g}", verdict_below(diff)]))
+                               f"{100 * diff.mde:.2f}" if diff.n > 1 else "", *faces, verdict_below(diff)]))
         lines.append("")
     lines += ["## Figure 7 (topn, each trained at its own topn), hard regime", "",
               _row(["topn", "test accuracy", "paired difference vs topn 15", "mde", "claim", "verdict"]),

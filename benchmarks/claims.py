@@ -110,18 +110,11 @@ def record_key(record: dict) -> tuple:
 
 
 def load_records(path: Path | None = None) -> list[dict]:
-    """Every record (default: of the records file), in file order; a bad line names its number."""
+    """Every record of ``path`` (default: the records file), in file order; none before the first run."""
+    from sfer.claims import load_records as read
+
     path = RECORDS if path is None else path
-    if not path.is_file():
-        return []
-    records = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{number} is not a JSON record: {err}") from err
-    return records
+    return read(path) if path.is_file() else []
 
 
 def _git(*args: str) -> str:

@@ -154,7 +154,7 @@ def test_gloo_sync_batchnorm_is_batchnorm_over_the_global_batch(tmp_path):
     nn.init.uniform_(bn.weight), nn.init.uniform_(bn.bias)
     y = bn(x)
     (y * grad).sum().backward()
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     torch.testing.assert_close(torch.cat([r["y"] for r in ranks]), y.detach(), rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(torch.cat([r["x_grad"] for r in ranks]), x.grad, rtol=1e-4, atol=1e-5)
     for r in ranks:
@@ -218,7 +218,7 @@ def test_two_gloo_processes_with_sync_batchnorm_match_one_process(tmp_path, monk
             timeout=400)
 
     def val_losses(run):
-        return torch.tensor([r["val_loss"] for r in torch.load(tmp_path / run / "last.pt")["progress"]["history"]])
+        return torch.tensor([r["val_loss"] for r in torch.load(tmp_path / run / "last.pt", weights_only=True)["progress"]["history"]])
 
     synced = json.loads((tmp_path / "sync-True" / "metrics.json").read_text())
     unsynced = json.loads((tmp_path / "sync-False" / "metrics.json").read_text())
@@ -261,5 +261,5 @@ def test_torchrun_finishes_with_a_validation_split_smaller_than_the_process_coun
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and not metrics["config"]["sync_batchnorm"]  # off by default
     assert sum(map(sum, metrics["confusion_matrix"])) == 8  # every test image, once
-    history = torch.load(tmp_path / "last.pt")["progress"]["history"]
+    history = torch.load(tmp_path / "last.pt", weights_only=True)["progress"]["history"]
     assert len(history) == 1 and history[0]["val_accuracy"] in (0.0, 1.0)  # one image, counted once

@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from sfer.classroom import FaceDetector, analyse
+from sfer.classroom.detect import FACTOR, MIN_CONSISTENCY, MTCNN_FACTOR, MTCNN_THRESHOLDS, THRESHOLDS
 from sfer.classroom.evaluate import (
     SceneScore,
     landmarks_in_training_square,
@@ -135,13 +136,20 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=20)
     parser.add_argument("--first-seed", type=int, default=100)
     parser.add_argument("--pasted", type=int, default=10, help="frames of 15 pasted training faces")
-    parser.add_argument("--thresholds", type=float, nargs=3, default=(0.6, 0.7, 0.7), metavar=("P", "R", "O"),
-                        help="MTCNN's score thresholds (default: its own 0.6 0.7 0.7)")
+    parser.add_argument("--thresholds", type=float, nargs=3, default=THRESHOLDS, metavar=("P", "R", "O"),
+                        help="MTCNN's score thresholds (default: FaceDetector's, %(default)s)")
+    parser.add_argument("--factor", type=float, default=FACTOR, help="pyramid step (default %(default)s)")
+    parser.add_argument("--min-consistency", type=float, default=MIN_CONSISTENCY,
+                        help="shift consistency a face must reach (default %(default)s)")
+    parser.add_argument("--mtcnn", action="store_true",
+                        help="MTCNN as published: thresholds 0.6 0.7 0.7, factor 0.709, no consistency check")
     parser.add_argument("--no-timing", action="store_true", help="skip the whole-path seconds per frame")
     parser.add_argument("--calibrate", action="store_true", help="print DETECTED_TEMPLATE's measurement and stop")
     args = parser.parse_args()
 
-    detector = FaceDetector(thresholds=args.thresholds)
+    if args.mtcnn:
+        args.thresholds, args.factor, args.min_consistency = MTCNN_THRESHOLDS, MTCNN_FACTOR, 0.0
+    detector = FaceDetector(thresholds=args.thresholds, factor=args.factor, min_consistency=args.min_consistency)
     if args.calibrate:
         calibrate(detector)
         return
@@ -165,7 +173,8 @@ def main() -> None:
     load_after = os.getloadavg()
 
     print(f"Machine: {machine()}; load average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after\n")
-    print(f"{provenance(args.checkpoint)}; MTCNN thresholds {tuple(args.thresholds)}; {args.scenes} scenes "
+    print(f"{provenance(args.checkpoint)}; MTCNN thresholds {tuple(args.thresholds)}, factor {args.factor}, "
+          f"min consistency {args.min_consistency}; {args.scenes} scenes "
           f"(seeds {args.first_seed}..{args.first_seed + args.scenes - 1}, {scenes.faces} students) and "
           f"{args.pasted} frames of pasted faces ({pasted.faces} faces)\n")
     print("| measure | value [95% interval] |")

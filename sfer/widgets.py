@@ -40,6 +40,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+from contextlib import contextmanager
 from pathlib import Path
 
 import ipywidgets as w
@@ -63,7 +64,21 @@ from sfer.threads import interactive
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
-class Explorer:
+class _Controls:
+    """Widgets whose observers redraw; ``_held`` sets several controls with the observers muted."""
+
+    _holding = False
+
+    @contextmanager
+    def _held(self):
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
+
+
+class Explorer(_Controls):
     """Widgets for the image, the three heatmaps, the routing view and the class probabilities.
 
     ``checkpoint``: a full SFER-MDFAE checkpoint (path) or model, the source of the L4
@@ -87,7 +102,6 @@ class Explorer:
         self.names = class_names(self.model)
         self.images = embedded_samples() if images is None else _collect_images(images)
         self._window_cache: dict[tuple, np.ndarray] = {}
-        self._holding = False
         attention = self.model.kroafe.attention
         m, map_size = attention.regions, self.model.map_size
 
@@ -135,8 +149,7 @@ class Explorer:
         regions = changes.get("regions", self.regions.value)
         if "topn" in changes:
             check_routing(changes["topn"], regions, self.model.map_size)
-        self._holding = True
-        try:
+        with self._held():
             if "image" in changes:
                 image = changes["image"]
                 self.picker.value = image if isinstance(image, int) else [n for n, _ in self.images].index(image)
@@ -155,8 +168,6 @@ class Explorer:
                 self.topn.value = changes["topn"]
             if "query" in changes:
                 self.query.value = changes["query"]
-        finally:
-            self._holding = False
         self.arrays = self._draw()
         return self.arrays
 
@@ -185,11 +196,8 @@ class Explorer:
         if self._holding:
             return
         if change["owner"] is self.regions:
-            self._holding = True
-            try:
+            with self._held():
                 self._set_regions(change["new"], old=change["old"])
-            finally:
-                self._holding = False
         self.arrays = self._draw()
 
     def _set_regions(self, m: int, old: int | None = None):
@@ -312,13 +320,12 @@ def _collect_images(images) -> list[tuple[str, Image.Image]]:
     return out
 
 
-class _PngView:
+class _PngView(_Controls):
     """Controls above one PNG that redraws in place; the output also carries the PNG itself."""
 
     def _setup(self, controls):
         self.view = w.Image(format="png")
         self.widget = w.VBox([w.HBox(controls), self.view])
-        self._holding = False
         for control in controls:
             control.observe(self._on_change, names="value")
 
@@ -415,8 +422,7 @@ class RoutingWidget(_PngView):
         if "topn" in changes or "regions" in changes:  # a pair the sliders would clamp silently is an error
             check_routing(changes.get("topn", self.topn.value), changes.get("regions", self.regions.value),
                           self.model.map_size)
-        self._holding = True
-        try:
+        with self._held():
             if "face" in changes:
                 self.picker.value = changes["face"]
             if "regions" in changes:
@@ -427,17 +433,14 @@ class RoutingWidget(_PngView):
                 self.topn.value = changes["topn"]
             if "query" in changes:
                 self.query.value = changes["query"]
-        finally:
-            self._holding = False
         self.drawn = self._draw()
         return self.drawn
 
     def _on_change(self, change):
         if change["owner"] is self.regions and not self._holding:
             m = change["new"]
-            self._holding = True
-            self.topn.max, self.query.max = m * m, m * m - 1
-            self._holding = False
+            with self._held():
+                self.topn.max, self.query.max = m * m, m * m - 1
         super()._on_change(change)
 
     def _draw(self) -> dict:
@@ -460,8 +463,6 @@ class RoutingWidget(_PngView):
         self._show(fig)
         return {"routed": routing[query].tolist(), "attention": attention, "patch": patch, "query": query,
                 "counts": routed_counts(routing, m)}
-
-
 
 
 class RoutingMeasuresWidget(_PngView):
@@ -490,21 +491,17 @@ class RoutingMeasuresWidget(_PngView):
         regions = self.regions.value if regions is None else regions
         topn = self.topn.value if topn is None else topn
         check_routing(topn, regions, self.regions.max)
-        self._holding = True
-        try:
+        with self._held():
             self.regions.value = regions
             self.topn.max = regions * regions
             self.topn.value = topn
-        finally:
-            self._holding = False
         self.drawn = self._draw()
         return self.drawn
 
     def _on_change(self, change):
         if change["owner"] is self.regions and not self._holding:
-            self._holding = True
-            self.topn.max = change["new"] ** 2  # clamps topn to the new grid
-            self._holding = False
+            with self._held():
+                self.topn.max = change["new"] ** 2  # clamps topn to the new grid
         super()._on_change(change)
 
     def _draw(self) -> dict:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from sfer.classroom import ClassroomError, FaceDetector, aligned_crop, square_crop
 from sfer.classroom.align import DETECTED_TEMPLATE, LANDMARK_WEIGHTS, TEMPLATE, alignment, box_crop, similarity
-from sfer.classroom.detect import INSTALL_COMMAND, iou, match
+from sfer.classroom.detect import INSTALL_COMMAND, MTCNN_FACTOR, MTCNN_THRESHOLDS, iou, match
 from sfer.classroom.pipeline import columns
 from sfer.classroom.evaluate import (
     PastedFrame,
@@ -148,9 +148,11 @@ def test_aligned_crop_frames_a_pasted_face_like_its_training_square(pasted, dete
     """Issue 19: a face pasted at a known square is cropped within a few pixels of that square.
 
     Over the detected faces, the crop's centre is off by under 2 pixels (median) and 6 (worst), and its
-    side by no more than 3 pixels in the median (before issue 19: 3.7 pixels smaller). Each face's side
+    side by no more than 3 pixels on average (before issue 19: 3.7 pixels smaller). Each face's side
     still varies by about 6% (7 pixels): the identity's own proportions (eye spacing 0.36-0.43 of the
-    head) tie the landmarks only loosely to the head's size, and no five points take that out.
+    head) tie the landmarks only loosely to the head's size, and no five points take that out. The
+    side is checked on its mean, the quantity DETECTED_TEMPLATE is calibrated on: with a spread of
+    7 pixels over 15 faces, a median moves by 2-3 pixels with the draw of faces.
     """
     detections = detector(pasted.image)
     pairs = match(detections.boxes, pasted.squares, 0.25)
@@ -158,7 +160,7 @@ def test_aligned_crop_frames_a_pasted_face_like_its_training_square(pasted, dete
     errors = np.array([_framing(pasted.squares[t], detections.landmarks[d]) for d, t in pairs])  # (M, 3) pixels
     assert np.median(np.abs(errors[:, :2]), axis=0).max() < 2.0
     assert np.abs(errors[:, :2]).max() < 6.0
-    assert abs(np.median(errors[:, 2])) < 3.0
+    assert abs(errors[:, 2].mean()) < 3.0
     assert np.median(np.abs(errors[:, 2])) < 0.08 * 112
 
 
@@ -209,12 +211,48 @@ def test_detection_and_alignment_on_scenes(detector, model):
     assert total.accuracy("aligned") >= total.accuracy("box") + 0.3
 
 
+def test_r_net_no_longer_drops_clear_frontal_faces(detector):
+    """Issue 19, item 2: clear front-row faces that MTCNN's published cascade rejects at R-Net are found.
+
+    Scene 216's second student (front row, 172-pixel square, dark skin, nothing in front) is scored
+    below 0.05 by R-Net in every window; O-Net, shown the window, scores it above 0.9.
+    """
+    scene = classroom_scene(216)
+    published = FaceDetector(thresholds=MTCNN_THRESHOLDS, factor=MTCNN_FACTOR, min_consistency=0.0)
+    target = np.array([scene.students[1].box])
+    assert scene.students[1].occluder == "none" and hidden_share(scene, 1) == 0.0
+    assert match(published(scene.image).boxes, target) == []
+    detections = detector(scene.image)
+    assert len(match(detections.boxes, target)) == 1
+    truth = np.array([s.box for s in scene.students])
+    assert len(match(detections.boxes, truth)) == len(detections)  # and nothing but faces
+
+
+def test_shift_consistency_removes_a_texture_false_alarm():
+    """O-Net at 0.9 takes one window of coffee beans for a face; shifted by 4% it no longer does."""
+    skimage_data = pytest.importorskip("skimage.data")
+    coffee = Image.fromarray(skimage_data.coffee())
+    assert len(FaceDetector(min_consistency=0.0)(coffee)) == 1
+    assert len(FaceDetector()(coffee)) == 0
+    astronaut = FaceDetector()(Image.fromarray(skimage_data.astronaut()))
+    assert len(astronaut) == 1 and astronaut.scores[0] > 0.99  # a real face passes
+
+
+def test_detector_settings_are_checked():
+    for kwargs, name in (({"thresholds": (0.6, 0.7, 1.0)}, "thresholds"), ({"factor": 1.2}, "factor"),
+                         ({"min_consistency": -0.1}, "min_consistency")):
+        with pytest.raises(ValueError, match=name):
+            FaceDetector(**kwargs)
+
+
 def test_large_frames_are_detected_downscaled_and_mapped_back(scene, detector):
     big = scene.image.resize((2 * scene.image.width, 2 * scene.image.height), Image.BILINEAR)
-    small_det = detector(scene.image)
-    big_det = FaceDetector(max_side=scene.image.width)(big)  # detected at the original size, mapped to 2x
-    assert len(big_det) == len(small_det)
-    assert len(match(big_det.boxes, 2 * small_det.boxes, threshold=0.8)) == len(small_det)
+    # the reduced copy the detector makes itself: the same faces, in half the big frame's pixels
+    small_det = detector(big.resize(scene.image.size, Image.BILINEAR))
+    big_det = FaceDetector(max_side=scene.image.width)(big)
+    assert len(big_det) == len(small_det) >= 12
+    np.testing.assert_allclose(big_det.boxes, 2 * small_det.boxes, atol=1e-3)
+    np.testing.assert_allclose(big_det.landmarks, 2 * small_det.landmarks, atol=1e-3)
     assert big_det.boxes[:, 2].max() > scene.image.width  # boxes are in the big frame's pixels
 
 
@@ -302,10 +340,14 @@ def test_cli_thresholds(tmp_path, scene, capsys):
     scene.image.save(frame)
     assert main(["classroom", str(frame), "--out", str(tmp_path / "bad"), "--thresholds", "0.6", "0.7", "1.5"]) == 1
     assert "--thresholds" in capsys.readouterr().err
+    for flag, value in (("--factor", "1.5"), ("--min-consistency", "1")):
+        assert main(["classroom", str(frame), "--out", str(tmp_path / "bad"), flag, value]) == 1
+        assert flag in capsys.readouterr().err
     counts = []
-    for name, thresholds in (("default", ["0.6", "0.7", "0.7"]), ("low", ["0.5", "0.6", "0.5"])):
+    published = ["--thresholds", "0.6", "0.7", "0.7", "--factor", "0.709", "--min-consistency", "0"]
+    for name, flags in (("published", published), ("default", [])):
         out = tmp_path / name
-        assert main(["classroom", str(frame), "--out", str(out), "--views", "none", "--thresholds", *thresholds]) == 0
+        assert main(["classroom", str(frame), "--out", str(out), "--views", "none", *flags]) == 0
         counts.append(len(_read_csv(out / "students.csv")))
     assert counts[1] >= counts[0]
 

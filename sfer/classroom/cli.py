@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sfer.models import CheckpointError
 
-from .detect import ClassroomError
+from .detect import FACTOR, MIN_CONSISTENCY, THRESHOLDS, ClassroomError
 from .pipeline import CROPS, VIEWS
 
 DEFAULT_CHECKPOINT = Path("data_samples") / "checkpoints" / "tiny_full.pt"
@@ -25,9 +25,14 @@ def run(args: argparse.Namespace) -> int:
         frame = read_frame(args.frame)
         checkpoint = Path(args.checkpoint) if args.checkpoint else _shipped_checkpoint()
         model = load_model(checkpoint)
-        if not all(0.0 < t < 1.0 for t in args.thresholds):
-            raise ValueError(f"--thresholds must lie between 0 and 1, got {args.thresholds}")
-        detector = FaceDetector(min_face=args.min_face, thresholds=args.thresholds, max_side=args.max_side)
+        if not all(0.0 <= t < 1.0 for t in args.thresholds):
+            raise ValueError(f"--thresholds must lie in [0, 1), got {args.thresholds}")
+        if not 0.0 < args.factor < 1.0:
+            raise ValueError(f"--factor must lie between 0 and 1, got {args.factor}")
+        if not 0.0 <= args.min_consistency < 1.0:
+            raise ValueError(f"--min-consistency must lie in [0, 1), got {args.min_consistency}")
+        detector = FaceDetector(min_face=args.min_face, thresholds=args.thresholds, factor=args.factor,
+                                min_consistency=args.min_consistency, max_side=args.max_side)
         room = analyse(frame, model, detector, crop=args.crop, views=views)
     except (ClassroomError, CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"sfer classroom: error: {err}", file=sys.stderr)
@@ -79,9 +84,14 @@ def register(subparsers) -> None:
                         help="heatmaps per student, comma-separated from gradcam,sources, or none "
                              "(default gradcam,sources)")
     parser.add_argument("--min-face", type=int, default=20, help="smallest face side searched, pixels (default 20)")
-    parser.add_argument("--thresholds", type=float, nargs=3, default=(0.6, 0.7, 0.7), metavar=("P", "R", "O"),
-                        help="MTCNN's P-, R- and O-Net score thresholds (default 0.6 0.7 0.7; lower finds more faces "
-                             "and more false alarms, see docs/classroom.md)")
+    parser.add_argument("--thresholds", type=float, nargs=3, default=THRESHOLDS, metavar=("P", "R", "O"),
+                        help="MTCNN's P-, R- and O-Net score thresholds (default %(default)s; MTCNN's own are "
+                             "0.6 0.7 0.7; see docs/classroom.md)")
+    parser.add_argument("--factor", type=float, default=FACTOR,
+                        help="step of MTCNN's image pyramid (default %(default)s; MTCNN's own is 0.709)")
+    parser.add_argument("--min-consistency", type=float, default=MIN_CONSISTENCY,
+                        help="O-Net's mean face probability over nine windows shifted around each face that the face "
+                             "must reach (default %(default)s; 0 keeps what the cascade returns)")
     parser.add_argument("--max-side", type=int, default=1600,
                         help="frames with a longer side are downscaled to it for detection (default 1600)")
     parser.set_defaults(func=run)

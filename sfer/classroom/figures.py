@@ -77,9 +77,10 @@ def framing_figure(scene: Scene, detections: Detections, pairs: Sequence[tuple[i
     fig = Figure(figsize=(6.2, 2.05 * rows), dpi=dpi, layout="constrained")
     axes = fig.subplots(rows, 3, squeeze=False)
     titles = ("detected box, resized", "aligned by 5 landmarks", "true training square")
+    points = TEMPLATE - 0.5  # continuous pixel coordinates (a pixel's centre at k + 0.5) to imshow's (centre at k)
     if training_face is not None:
         axes[0, 0].imshow(training_face)
-        axes[0, 0].plot(TEMPLATE[:, 0], TEMPLATE[:, 1], "c.", ms=6)
+        axes[0, 0].plot(points[:, 0], points[:, 1], "c.", ms=6)
         axes[0, 0].set_title("a training face and TEMPLATE", fontsize=8)
         for ax in axes[0]:
             _bare(ax)
@@ -89,7 +90,7 @@ def framing_figure(scene: Scene, detections: Detections, pairs: Sequence[tuple[i
                  square_crop(scene.image, scene.students[t].square))
         for ax, crop, title in zip(row, crops, titles):
             ax.imshow(crop)
-            ax.plot(TEMPLATE[:, 0], TEMPLATE[:, 1], "c+", ms=5, mew=0.8)
+            ax.plot(points[:, 0], points[:, 1], "c+", ms=5, mew=0.8)
             ax.set_title(title, fontsize=8)
             _bare(ax)
         row[0].set_ylabel(scene.students[t].expression, fontsize=9)

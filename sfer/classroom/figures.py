@@ -178,25 +178,21 @@ class StudentViewer(_PngView):
 
     def update(self, scene: int | None = None, student: int | None = None) -> dict:
         """Show ``student`` of ``scene`` (either may be left as it is); redraw once; return what was drawn."""
-        self._holding = True
-        try:
+        with self._held():
             if scene is not None and scene != self.scene.value:
                 self.scene.value = scene
                 self.student.options = self._student_options(scene)
                 self.student.value = 0
             if student is not None:
                 self.student.value = student
-        finally:
-            self._holding = False
         self.drawn = self._draw()
         return self.drawn
 
     def _on_change(self, change):
         if change["owner"] is self.scene and not self._holding:
-            self._holding = True
-            self.student.options = self._student_options(change["new"])
-            self.student.value = 0
-            self._holding = False
+            with self._held():
+                self.student.options = self._student_options(change["new"])
+                self.student.value = 0
         super()._on_change(change)
 
     def _student_options(self, i: int) -> list[tuple[str, int]]:

@@ -313,7 +313,11 @@ def scorecard(records: list[dict]) -> str:
              "same initial state, same batches). **mde** is the smallest true difference the design "
              "detects with 80% power. Verdicts: *holds* (interval below 0), *contradicted* (above 0), "
              "*not shown at this power* (the interval covers 0). `sfer.claims` computes every figure; "
-             "notebooks 07 and 09 draw from the same records.", ""]
+             "notebooks 07 and 09 draw from the same records.", "",
+             "Each verdict is one test at the 95% level, and the scorecard makes 21 of them (8 in Figure 6, "
+             "6 in Figure 7, 7 in Figure 8), not corrected for multiplicity: were no claim true, about one "
+             "verdict in twenty would still read *holds* or *contradicted*. Read a verdict whose interval ends "
+             "near 0 as weak, and look for agreement across seeds, regimes and measures.", ""]
     for regime in ("hard", "default"):
         lines += [f"## Figure 6 (ablation), {regime} regime", "",
                   _row(["variant", "test accuracy", "paired difference vs full", "mde", "faces only variant / "

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.stats import binomtest
 
 from sfer.classroom import FaceDetector, analyse
 from sfer.classroom.detect import FACTOR, MIN_CONSISTENCY, MTCNN_FACTOR, MTCNN_THRESHOLDS, THRESHOLDS
@@ -83,13 +84,11 @@ def provenance(checkpoint: Path) -> str:
 
 
 def wilson(k: int, n: int) -> str:
-    """k / n as a percentage with its Wilson 95% interval."""
+    """k / n as a percentage with its Wilson 95% interval (scipy's ``proportion_ci``)."""
     if n == 0:
         return "n/a"
-    p, z = k / n, 1.96
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return f"{100 * p:.1f}% [{100 * (centre - half):.1f}, {100 * (centre + half):.1f}] ({k}/{n})"
+    low, high = binomtest(k, n).proportion_ci(method="wilson")
+    return f"{100 * k / n:.1f}% [{100 * low:.1f}, {100 * high:.1f}] ({k}/{n})"
 
 
 def paired(score: SceneScore) -> str:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from sfer.classroom import ClassroomError, FaceDetector, aligned_crop, square_crop
 from sfer.classroom.align import DETECTED_TEMPLATE, LANDMARK_WEIGHTS, TEMPLATE, alignment, box_crop, similarity
-from sfer.classroom.detect import INSTALL_COMMAND, MTCNN_FACTOR, MTCNN_THRESHOLDS, iou, match
+from sfer.classroom.detect import INSTALL_COMMAND, MTCNN_FACTOR, MTCNN_THRESHOLDS, Detections, iou, match
 from sfer.classroom.pipeline import columns
 from sfer.classroom.evaluate import (
     PastedFrame,
@@ -243,6 +243,17 @@ def test_detector_settings_are_checked():
                          ({"min_consistency": -0.1}, "min_consistency")):
         with pytest.raises(ValueError, match=name):
             FaceDetector(**kwargs)
+
+
+def test_scene_figure_marks_the_faces_no_detection_matches(scene, detector):
+    from sfer.classroom.figures import scene_figure
+
+    detections = detector(scene.image)
+    dropped = Detections(detections.boxes[1:], detections.scores[1:], detections.landmarks[1:])
+    missed = len(scene.students) - len(match(dropped.boxes, np.array([s.box for s in scene.students])))
+    texts = [t.get_text() for t in scene_figure(scene, dropped).axes[0].texts]
+    assert missed >= 1 and len(texts) == missed and all(t.startswith("missed: ") for t in texts)
+    assert len(scene_figure(scene).axes[0].texts) == 0  # no detections given: nothing is called missed
 
 
 def test_large_frames_are_detected_downscaled_and_mapped_back(scene, detector):

@@ -14,7 +14,7 @@ from sfer.explain import overlay
 from sfer.widgets import _PngView
 
 from .align import TEMPLATE, aligned_crop, box_crop, square_crop
-from .detect import Detections, FaceDetector, iou
+from .detect import Detections, FaceDetector, iou, match
 from .pipeline import Room, analyse
 
 
@@ -28,7 +28,8 @@ def _box(ax, box, colour, width=1.5, style="-"):
 
 
 def scene_figure(scene: Scene, detections: Detections | None = None, title: str = "", dpi: int = 100) -> Figure:
-    """The frame with the true face boxes (green) and, if given, MTCNN's boxes and landmarks (red)."""
+    """The frame with the true face boxes (green) and, if given, MTCNN's boxes and landmarks (red) and
+    the true faces no detection matches at IoU 0.5 (yellow, with their occluder)."""
     fig = Figure(figsize=(10, 10 * scene.image.height / scene.image.width + 0.4), dpi=dpi, layout="constrained")
     ax = fig.subplots()
     ax.imshow(scene.image)
@@ -38,6 +39,10 @@ def scene_figure(scene: Scene, detections: Detections | None = None, title: str 
         for box, points in zip(detections.boxes, detections.landmarks):
             _box(ax, box, "red", style="--")
             ax.plot(points[:, 0], points[:, 1], "r.", ms=3)
+        found = {t for _, t in match(detections.boxes, np.array([s.box for s in scene.students]))}
+        for s in (s for k, s in enumerate(scene.students) if k not in found):
+            _box(ax, s.box, "yellow", width=3)
+            ax.text(s.box[0], s.box[1] - 6, f"missed: {s.occluder}", color="yellow", fontsize=10, weight="bold")
     ax.set_title(title, fontsize=10)
     _bare(ax)
     return fig

@@ -8,6 +8,7 @@ import numpy as np
 import torch.nn as nn
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 
 from sfer.data.scenes import Scene
 from sfer.explain import overlay
@@ -139,6 +140,7 @@ def counts_figure(room: Room, scene: Scene | None = None) -> Figure:
         ax.bar(x + 0.2, list(scene.counts().values()), width=0.4, label=f"truth ({len(scene.students)} students)")
     ax.set_xticks(x, room.classes, fontsize=8)
     ax.set_ylabel("students")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # whole students
     ax.legend(fontsize=8)
     return fig
 

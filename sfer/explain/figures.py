@@ -141,12 +141,16 @@ def measures_figure(measures: MapMeasures, sweep: dict[str, dict[int, float | tu
     ``measures``: a :class:`~sfer.explain.measures.MapMeasures`; ``sweep``: view name ->
     {topn: (mean, low, high)}.
     """
-    shown = [m for m in MEASURES if all(m in s for s in measures.scores.values())]
-    panels = len(shown) + (1 if sweep else 0)
-    fig = Figure(figsize=(3.6 * panels, 3.6), dpi=100, layout="constrained")
-    axes = fig.subplots(1, panels, squeeze=False)[0]
     baselines = [n for n in (UNIFORM, PRIOR) if n in measures.scores]
     names = [n for n in measures.scores if n not in baselines]
+    shown = [m for m in MEASURES if all(m in measures.scores[n] for n in names)]
+    panels = len(shown) + (1 if sweep else 0)
+    columns = min(panels, 3)  # a grid, not a strip: each panel stays legible at notebook width
+    rows = -(-panels // columns)
+    fig = Figure(figsize=(4.8 * columns, 4.2 * rows), dpi=100, layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    for ax in axes[panels:]:
+        ax.set_visible(False)
     colors = ["tab:orange" if "sources" in n else "tab:blue" for n in names]
     labels = {"energy": "key-region energy (raw map)", "pointing": "pointing game (1 L4 cell tolerance)",
               "occluder": "share on the occluder", "background": "share on the background",
@@ -162,7 +166,7 @@ def measures_figure(measures: MapMeasures, sweep: dict[str, dict[int, float | tu
         ax.set_title(labels[measure], fontsize=9)
         ax.legend(fontsize=7)
     if sweep:
-        ax = axes[-1]
+        ax = axes[panels - 1]
         for view, points in sweep.items():
             topns = sorted(points)
             mean, low, high = (np.array([points[t][i] for t in topns]) for i in range(3))

@@ -43,7 +43,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.stats import binomtest
 
 from sfer.classroom import FaceDetector, analyse
 from sfer.classroom.detect import FACTOR, MIN_CONSISTENCY, MTCNN_FACTOR, MTCNN_THRESHOLDS, THRESHOLDS
@@ -56,6 +55,7 @@ from sfer.classroom.evaluate import (
 )
 from sfer.data import SyntheticClassroomFaces
 from sfer.data.scenes import classroom_scene
+from sfer.engine import accuracy_interval
 from sfer.explain import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,8 +87,8 @@ def wilson(k: int, n: int) -> str:
     """k / n as a percentage with its Wilson 95% interval (scipy's ``proportion_ci``)."""
     if n == 0:
         return "n/a"
-    low, high = binomtest(k, n).proportion_ci(method="wilson")
-    return f"{100 * k / n:.1f}% [{100 * low:.1f}, {100 * high:.1f}] ({k}/{n})"
+    share, low, high = accuracy_interval(k, n)
+    return f"{100 * share:.1f}% [{100 * low:.1f}, {100 * high:.1f}] ({k}/{n})"
 
 
 def paired(score: SceneScore) -> str:

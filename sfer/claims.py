@@ -174,29 +174,47 @@ def ablation_figure(records: list[dict], regimes=("hard", "default"), variants=(
 
 
 def topn_figure(records: list[dict], rerouted: dict[int, float] | None = None, regime: str = "hard"):
-    """Figure 7 from the records: test accuracy of ``full`` trained at each topn (mean and 95%
-    interval over seeds); ``rerouted`` ({topn: accuracy}) adds one model trained at topn 15 and
-    re-routed, for the contrast between retraining and re-routing."""
+    """Figure 7 from the records, two panels. Left: test accuracy of ``full`` trained at each
+    topn (mean and 95% interval over seeds, each seed's run as a dot, n under each point);
+    ``rerouted`` ({topn: accuracy}) adds the models trained at topn 15 and re-routed, for the
+    contrast between retraining and re-routing. Right: the paired difference ``topn - 15`` over
+    shared seeds, the quantity the verdicts test (marginal intervals can overlap where a paired
+    one excludes 0)."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7, 4), layout="constrained")
-    ax = fig.subplots()
-    points = [(topn, cell(records, regime=regime, variant="full", topn=topn)) for topn in (1, 10, 15, 20, 30, 40, 49)]
-    points = [(t, e) for t, e in points if e.n]
-    if points:
-        ts = [t for t, _ in points]
-        ax.errorbar(ts, [100 * e.mean for _, e in points], capsize=4, marker="o", label="trained at each topn",
-                    yerr=[[100 * (e.mean - e.low) if e.n > 1 else 0 for _, e in points],
-                          [100 * (e.high - e.mean) if e.n > 1 else 0 for _, e in points]])
+    def bars(estimates):  # error bars of a sequence of estimates; none for a single seed
+        return [[100 * (e.mean - e.low) if e.n > 1 else 0 for e in estimates],
+                [100 * (e.high - e.mean) if e.n > 1 else 0 for e in estimates]]
+
+    fig = Figure(figsize=(12, 4.4), layout="constrained")
+    ax, diff_ax = fig.subplots(1, 2)
+    rows = [r for r in topn_rows(records, regime) if r["cell"].n]
+    if rows:
+        ts, cells = [r["topn"] for r in rows], [r["cell"] for r in rows]
+        ax.errorbar(ts, [100 * e.mean for e in cells], yerr=bars(cells), capsize=4, marker="o",
+                    label="trained at each topn")
+        for t, e in zip(ts, cells):
+            ax.scatter([t + 0.8] * e.n, [100 * v for v in e.values], s=10, color="black", alpha=0.5)
+            ax.annotate(f"n = {e.n}", (t, 100 * (e.low if e.n > 1 else e.mean)), textcoords="offset points",
+                        xytext=(0, -14), ha="center", fontsize=7)
     if rerouted:
         ax.plot(list(rerouted), [100 * a for a in rerouted.values()], marker="s", linestyle="--", color="tab:orange",
                 label="trained at 15, re-routed")
-    ax.axvline(15, color="grey", linestyle=":", label="the paper's topn = 15")
-    ax.set_xlabel("topn (regions each region reads, of m² = 49)")
+    diffs = [(r["topn"], r["diff"]) for r in rows if r["diff"] is not None and r["diff"].n]
+    if diffs:
+        diff_ax.errorbar([t for t, _ in diffs], [100 * d.mean for _, d in diffs], yerr=bars([d for _, d in diffs]),
+                         capsize=4, marker="o", linestyle="none", color="tab:blue")
+    diff_ax.axhline(0, color="black", lw=0.8)
+    diff_ax.set_title("paired difference, topn − 15, same seeds (below 0: 15 is better)", fontsize=10)
+    diff_ax.set_ylabel("points")
+    for a in (ax, diff_ax):
+        a.axvline(15, color="grey", linestyle=":", label="the paper's topn = 15" if a is ax else None)
+        a.set_xlabel("topn (regions each region reads, of m² = 49)")
+        a.grid(alpha=0.3)
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"Figure 7 on the synthetic faces ({regime} regime): mean and 95% interval over seeds")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    ax.set_title("test accuracy (dots: one run each)", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.suptitle(f"Figure 7 on the synthetic faces ({regime} regime): mean and 95% interval over seeds")
     return fig
 
 

@@ -108,7 +108,7 @@ def feature_scales(maps: Sequence[torch.Tensor], picture, channels: int = 4, tit
         axes[row, 1].imshow(_np(fmap.abs().mean(0)), cmap="magma")
         for col, c in enumerate(top.tolist(), start=2):
             axes[row, col].imshow(_np(fmap[c]), cmap="viridis")
-            axes[row, col].set_title(f"channel {c}", fontsize=8)
+            axes[row, col].set_title(f"channel {c} (own scale)", fontsize=8)
         for ax in axes[row]:
             _bare(ax)
     axes[0, 0].set_title("input (grid: positions of L_i)", fontsize=8)

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from matplotlib.collections import PathCollection
 from scipy import stats
 
 from sfer.claims import (
@@ -15,6 +16,7 @@ from sfer.claims import (
     load_records,
     paired,
     rerouted_means,
+    topn_figure,
     topn_rows,
     verdict_above,
     verdict_below,
@@ -114,3 +116,15 @@ def test_load_records_names_the_file_and_line(tmp_path):
         load_records(path)
     path.write_text(json.dumps(record("full", 0, 0.8)) + "\n")
     assert load_records(path)[0]["seed"] == 0
+
+
+def test_topn_figure_draws_each_run_and_the_paired_differences():
+    records = [record("full", seed, 0.80 + 0.01 * seed) for seed in range(3)]
+    records += [record("full", seed, 0.75 + 0.01 * seed, topn=10) for seed in range(3)]
+    records += [record("full", 0, 0.70, topn=49)]  # one seed: a point, no interval
+    accuracy_ax, difference_ax = topn_figure(records).axes
+    dots = [c for c in accuracy_ax.collections if isinstance(c, PathCollection)]  # scatter, not error bars
+    assert sorted(len(c.get_offsets()) for c in dots) == [1, 3, 3]       # one dot per run
+    assert sorted(t.get_text() for t in accuracy_ax.texts) == ["n = 1", "n = 3", "n = 3"]
+    (differences,) = difference_ax.containers                              # topn 10 and 49 against 15
+    np.testing.assert_allclose(np.asarray(differences.lines[0].get_ydata(), dtype=float), [-5.0, -10.0])

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm import tqdm
 
 from sfer.cli import main
-from sfer.engine import NonFiniteLossError, evaluate_checkpoint, fit, load_checkpoint, load_model
+from sfer.engine import NonFiniteLossError, accuracy_interval, evaluate_checkpoint, fit, load_checkpoint, load_model
 from sfer.engine.evaluate import build_splits
 from sfer.engine import train as train_module
 from sfer.engine.distributed import Context
@@ -334,3 +334,10 @@ def test_rafdb_chooses_the_best_epoch_on_train_held_out_unless_told_to_use_test(
     with pytest.raises(ValueError, match="select_on_test: synthetic has a validation split of its own"):
         fit(out=str(tmp_path / "x"), progress=False, select_on_test=True, **SMALL)
 
+
+def test_accuracy_interval_is_wilson_and_stays_inside_zero_to_one():
+    share, low, high = accuracy_interval(288, 300)
+    assert share == 0.96 and (low, high) == pytest.approx((0.9314, 0.9770), abs=1e-4)  # Wilson's score interval, by hand
+    assert accuracy_interval(300, 300)[2] == pytest.approx(1.0) and accuracy_interval(0, 300)[1] == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="n = 0"):
+        accuracy_interval(0, 0)

@@ -69,6 +69,16 @@ def test_t_interval_matches_scipy_and_covers_the_mean():
     assert np.isnan(t_interval([0.5])[1])
 
 
+def test_a_share_near_one_keeps_its_interval_inside_zero_to_one():
+    hits = np.array([1.0] * 58 + [0.0] * 2)  # a pointing game at 97%: the plain t interval ends past 1
+    assert t_interval(hits)[2] > 1.0
+    mean, low, high = t_interval(hits, bounds=(0.0, 1.0))
+    assert (mean, high) == (pytest.approx(58 / 60), 1.0) and 0.9 < low < mean
+    measures = MapMeasures({"map": {"pointing": hits, "road": hits - 0.5}})
+    assert measures.summary("map", "pointing")[2] == 1.0                 # a hit rate lies in [0, 1]
+    assert measures.summary("map", "road")[2] == t_interval(hits - 0.5)[2]  # ROAD is not a share: left as it is
+
+
 def test_measure_maps_and_road(models):
     faces = synthetic_faces(4, seed=4321, nuisance=0.5)
     maps = {"KROAFE sources": (models["full"], "kroafe", "attention_sources"),

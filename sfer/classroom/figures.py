@@ -111,14 +111,16 @@ def student_figure(room: Room, k: int, truth: str | None = None, dpi: int = 100)
     axes = fig.subplots(1, 3 + len(views), width_ratios=[2.6, 1] + [1] * len(views) + [1.3])
     axes[0].imshow(room.frame)
     for j, other in enumerate(room.students):
-        _box(axes[0], other.box, "yellow" if j == k else "white", width=2 if j == k else 0.6)
+        _box(axes[0], other.box, "yellow" if j == k else "white", width=3 if j == k else 0.6)
     axes[0].set_title(f"student {k} of {len(room.students)}", fontsize=9)
     crop = np.asarray(s.crop)
     axes[1].imshow(crop)
-    axes[1].set_title("aligned crop" + (f"\ntrue: {truth}" if truth else ""), fontsize=9)
+    read = f"read: {room.classes[s.label]} {s.probabilities[s.label]:.2f}"
+    axes[1].set_title(read + (f"\ntrue: {truth}" if truth else ""), fontsize=9)
     for ax, view in zip(axes[2:2 + len(views)], views):
         ax.imshow(overlay(crop, s.heatmaps[view]))
-        ax.set_title(view, fontsize=9)
+        ax.set_title(f"{view}\nof {room.classes[s.label]}", fontsize=9)
+    fig.suptitle("the aligned crop, then its heatmaps (each on its own scale: blue low, red high)", fontsize=9)
     for ax in axes[:2 + len(views)]:
         _bare(ax)
     bars = axes[-1]

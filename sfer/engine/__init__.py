@@ -12,7 +12,7 @@ result = evaluate_checkpoint("runs/demo/best.pt", out="runs/demo/eval")
 
 from .checkpoint import load_checkpoint, load_model
 from .config import TrainConfig
-from .evaluate import evaluate_checkpoint
+from .evaluate import accuracy_interval, evaluate_checkpoint
 from .train import NonFiniteLossError, fit
 
-__all__ = ["fit", "evaluate_checkpoint", "load_model", "load_checkpoint", "TrainConfig", "NonFiniteLossError"]
+__all__ = ["fit", "evaluate_checkpoint", "accuracy_interval", "load_model", "load_checkpoint", "TrainConfig", "NonFiniteLossError"]

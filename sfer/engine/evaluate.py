@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from matplotlib.figure import Figure
+from scipy.stats import binomtest
 from sklearn.metrics import classification_report
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm  # text bars: a notebook widget bar is saved as a stale "0%" without a kernel
@@ -219,6 +220,18 @@ def confusion_matrix(model: nn.Module, loader: DataLoader, num_classes: int, ctx
     distributed.all_reduce_sum(loss_sum, ctx)
     counts = counts.view(num_classes, num_classes).cpu()
     return counts, float(loss_sum) / max(int(counts.sum()), 1)
+
+
+def accuracy_interval(correct: int, n: int, confidence: float = 0.95) -> tuple[float, float, float]:
+    """``correct / n`` and its Wilson interval (scipy's ``binomtest(...).proportion_ci``).
+
+    Wilson rather than the normal approximation ``p ± 1.96 sqrt(p(1 - p)/n)``: near 100%, as
+    the synthetic test sets are, the normal interval reaches past 100% and is too narrow.
+    """
+    if n <= 0:
+        raise ValueError(f"an accuracy needs at least one face, got n = {n}")
+    low, high = binomtest(int(correct), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
+    return correct / n, float(low), float(high)
 
 
 def summarize(counts: torch.Tensor, classes: list[str]) -> dict[str, Any]:

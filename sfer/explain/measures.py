@@ -100,12 +100,15 @@ def key_region_energy(cams, masks) -> np.ndarray:
     return share[0] if single else share
 
 
-def t_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
+def t_interval(values, confidence: float = 0.95, bounds: tuple[float, float] | None = None
+               ) -> tuple[float, float, float]:
     """Mean and Student-t confidence interval of the finite ``values``.
 
     Why t and not a bootstrap: the scores are bounded, so over hundreds of faces the mean
     is close to normal, and the t interval is exact to compute and needs no seed. NaN
-    bounds for fewer than two values.
+    bounds for fewer than two values. ``bounds``: the range the mean cannot leave (a share
+    lies in [0, 1]); the interval is cut to it, which keeps its coverage, instead of
+    reaching past 100% on a share near 1.
     """
     values = np.asarray(values, dtype=np.float64)
     values = values[np.isfinite(values)]
@@ -114,7 +117,13 @@ def t_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
         return mean, float("nan"), float("nan")
     mean = float(values.mean())
     half = float(stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
-    return mean, mean - half, mean + half
+    low, high = bounds or (-np.inf, np.inf)
+    return mean, max(mean - half, low), min(mean + half, high)
+
+
+def _bounds(measure: str) -> tuple[float, float] | None:
+    """The range of a measure's mean: every measure but ROAD is a share or a hit rate, in [0, 1]."""
+    return None if measure == "road" else (0.0, 1.0)
 
 
 def pointing_game(maps, masks, tolerance: int = 0) -> np.ndarray:
@@ -198,7 +207,7 @@ class MapMeasures:
     def summary(self, name: str, measure: str) -> tuple[float, float, float, int]:
         """Mean, interval low and high, and the number of faces with a defined score."""
         values = self.scores[name][measure]
-        return (*t_interval(values, self.confidence), int(np.isfinite(values).sum()))
+        return (*t_interval(values, self.confidence, _bounds(measure)), int(np.isfinite(values).sum()))
 
     def difference(self, a: str, b: str, measure: str) -> tuple[float, float, float, int]:
         """Paired per-face difference a - b: mean, interval, and faces where both are defined."""
@@ -210,7 +219,7 @@ class MapMeasures:
         if self.class_idx is None:
             raise ValueError("these measures were built without class_idx: nothing to group by")
         values = self.scores[name][measure]
-        return {int(c): (*t_interval(values[self.class_idx == c], self.confidence),
+        return {int(c): (*t_interval(values[self.class_idx == c], self.confidence, _bounds(measure)),
                          int(np.isfinite(values[self.class_idx == c]).sum()))
                 for c in np.unique(self.class_idx)}
 

@@ -337,7 +337,7 @@ def test_rafdb_chooses_the_best_epoch_on_train_held_out_unless_told_to_use_test(
 
 def test_accuracy_interval_is_wilson_and_stays_inside_zero_to_one():
     share, low, high = accuracy_interval(288, 300)
-    assert share == 0.96 and (low, high) == pytest.approx((0.9314, 0.9770), abs=1e-4)  # Wilson's score interval, by hand
+    assert share == 0.96 and (low, high) == pytest.approx((0.9314, 0.9770), abs=1e-4)  # Wilson's interval, by hand
     assert accuracy_interval(300, 300)[2] == pytest.approx(1.0) and accuracy_interval(0, 300)[1] == pytest.approx(0.0)
     with pytest.raises(ValueError, match="n = 0"):
         accuracy_interval(0, 0)

@@ -15,4 +15,5 @@ from .config import TrainConfig
 from .evaluate import accuracy_interval, evaluate_checkpoint
 from .train import NonFiniteLossError, fit
 
-__all__ = ["fit", "evaluate_checkpoint", "accuracy_interval", "load_model", "load_checkpoint", "TrainConfig", "NonFiniteLossError"]
+__all__ = ["fit", "evaluate_checkpoint", "accuracy_interval", "load_model", "load_checkpoint", "TrainConfig",
+           "NonFiniteLossError"]

@@ -150,12 +150,15 @@ def face_agreement(records: list[dict], a: dict, b: dict) -> dict[str, float]:
 
 
 def ablation_figure(records: list[dict], regimes=("hard", "default"), variants=("full", "nm", "np", "na", "rw")):
-    """Figure 6 from the records: test accuracy of each variant, mean and 95% interval over
-    seeds, one panel per regime, each seed's run as a dot."""
+    """Figure 6 from the records, one column per regime. Top: test accuracy of each variant,
+    mean and 95% interval over seeds, each seed's run as a dot, n under each. Bottom: the
+    paired difference ``variant - full`` over shared seeds, the quantity the verdicts test."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(5.2 * len(regimes), 3.8), layout="constrained")
-    for ax, regime in zip(fig.subplots(1, len(regimes), squeeze=False)[0], regimes):
+    fig = Figure(figsize=(5.2 * len(regimes), 7.0), layout="constrained")
+    axes = fig.subplots(2, len(regimes), squeeze=False)
+    for column, regime in enumerate(regimes):
+        ax, diff_ax = axes[0, column], axes[1, column]
         for x, variant in enumerate(variants):
             where = dict(regime=regime, variant=variant, topn=15 if variant in ("full", "nm", "np") else None)
             est = cell(records, **where)
@@ -165,10 +168,24 @@ def ablation_figure(records: list[dict], regimes=("hard", "default"), variants=(
                         if est.n > 1 else None, fmt="o", color="tab:blue" if variant == "full" else "tab:gray",
                         capsize=4, markersize=7)
             ax.scatter([x + 0.15] * est.n, [100 * v for v in est.values], s=10, color="black", alpha=0.5)
+            ax.annotate(f"n = {est.n}", (x, 100 * (est.low if est.n > 1 else est.mean)), textcoords="offset points",
+                        xytext=(0, -14), ha="center", fontsize=7)
+        for x, row in enumerate(ablation_rows(records, regime, variants[1:]), start=0):
+            diff = row["diff"]
+            if diff is None or diff.n == 0:
+                continue
+            diff_ax.errorbar(x, 100 * diff.mean, yerr=[[100 * (diff.mean - diff.low)], [100 * (diff.high - diff.mean)]]
+                             if diff.n > 1 else None, fmt="o", color="tab:gray", capsize=4, markersize=7)
+            diff_ax.scatter([x + 0.15] * diff.n, [100 * v for v in diff.values], s=10, color="black", alpha=0.5)
+        diff_ax.axhline(0, color="black", lw=0.8)
         ax.set_xticks(range(len(variants)), variants)
-        ax.set_title(f"{regime} regime")
+        diff_ax.set_xticks(range(len(variants)), variants)
+        ax.set_title(f"{regime} regime: test accuracy", fontsize=10)
+        diff_ax.set_title(f"{regime}: variant − full, same seeds (< 0: full better)", fontsize=10)
         ax.set_ylabel("test accuracy (%)")
-        ax.grid(alpha=0.3, axis="y")
+        diff_ax.set_ylabel("points")
+        for a in (ax, diff_ax):
+            a.grid(alpha=0.3, axis="y")
     fig.suptitle("Figure 6 on the synthetic faces: mean and 95% interval over seeds (dots: one run each)")
     return fig
 

@@ -9,6 +9,7 @@ from matplotlib.collections import PathCollection
 from scipy import stats
 
 from sfer.claims import (
+    ablation_figure,
     ablation_rows,
     cell,
     estimate,
@@ -128,3 +129,12 @@ def test_topn_figure_draws_each_run_and_the_paired_differences():
     assert sorted(t.get_text() for t in accuracy_ax.texts) == ["n = 1", "n = 3", "n = 3"]
     (differences,) = difference_ax.containers                              # topn 10 and 49 against 15
     np.testing.assert_allclose(np.asarray(differences.lines[0].get_ydata(), dtype=float), [-5.0, -10.0])
+
+
+def test_ablation_figure_draws_accuracies_and_paired_differences():
+    records = [record("full", seed, 0.80 + 0.01 * seed) for seed in range(3)]
+    records += [record("na", seed, 0.84 + 0.01 * seed, topn=None) for seed in range(3)]
+    accuracy_ax, difference_ax = ablation_figure(records, regimes=("hard",), variants=("full", "na")).axes
+    assert sorted(t.get_text() for t in accuracy_ax.texts) == ["n = 3", "n = 3"]
+    (difference,) = difference_ax.containers                          # na - full, one point at x = 1
+    np.testing.assert_allclose(np.asarray(difference.lines[0].get_ydata(), dtype=float), [4.0])

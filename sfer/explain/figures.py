@@ -152,10 +152,12 @@ def measures_figure(measures: MapMeasures, sweep: dict[str, dict[int, float | tu
     for ax in axes[panels:]:
         ax.set_visible(False)
     colors = ["tab:orange" if "sources" in n else "tab:blue" for n in names]
-    labels = {"energy": "key-region energy (raw map)", "pointing": "pointing game (1 L4 cell tolerance)",
-              "occluder": "share on the occluder", "background": "share on the background",
-              "class_sensitivity": "class sensitivity (TV distance)",
-              "road": "ROAD (LeRF − MoRF)/2, higher = faithful"}
+    labels = {"energy": ("key-region energy (raw map)", "share of the map's mass"),
+              "pointing": ("pointing game (1 L4 cell tolerance)", "share of faces"),
+              "occluder": ("share on the occluder", "share of the map's mass"),
+              "background": ("share on the background", "share of the map's mass"),
+              "class_sensitivity": ("class sensitivity", "TV distance between two classes' maps"),
+              "road": ("ROAD, higher = faithful", "(LeRF − MoRF)/2 of the class probability")}
     for ax, measure in zip(axes, shown):
         stats = [measures.summary(n, measure) for n in names]
         ax.bar(range(len(names)), [s[0] for s in stats], color=colors,
@@ -163,8 +165,10 @@ def measures_figure(measures: MapMeasures, sweep: dict[str, dict[int, float | tu
         for base, style in zip(baselines, ("--", ":")):
             ax.axhline(measures.summary(base, measure)[0], color="grey", ls=style, label=f"{base} map")
         ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)
-        ax.set_title(labels[measure], fontsize=9)
-        ax.legend(fontsize=7)
+        counts = sorted({s[3] for s in stats})  # faces with a score: fewer where a map is empty or no occluder
+        n = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+        ax.set_title(f"{labels[measure][0]} (n = {n} faces)", fontsize=9)
+        ax.set_ylabel(labels[measure][1], fontsize=8)
     if sweep:
         ax = axes[panels - 1]
         for view, points in sweep.items():
@@ -176,6 +180,8 @@ def measures_figure(measures: MapMeasures, sweep: dict[str, dict[int, float | tu
         ax.set_ylabel("key-region energy")
         ax.set_title("KROAFE energy against topn", fontsize=9)
         ax.legend(fontsize=7)
+    if baselines:
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=len(baselines), fontsize=8)
     fig.suptitle(f"mean and {measures.confidence:.0%} interval over faces; blue: Grad-CAM (where evidence sits), "
                  "orange: sources (where it came from)", fontsize=9)
     return fig

@@ -391,8 +391,10 @@ def figure8_section(maps: list[dict]) -> list[str]:
         cells = []
         for measure in ("energy", "pointing", "occluder", "background", "class_sensitivity"):
             est = estimate(map_means(maps, name, measure).values()) if maps else None
+            # every measure here is a share or a hit rate: its interval is cut to [0, 1], as MapMeasures does
             cells.append("" if est is None or est.n == 0 else
-                         f"{est.mean:.3f} [{est.low:.3f}, {est.high:.3f}]" if est.n > 1 else f"{est.mean:.3f}")
+                         f"{est.mean:.3f} [{max(est.low, 0):.3f}, {min(est.high, 1):.3f}]" if est.n > 1
+                         else f"{est.mean:.3f}")
         lines.append(_row([name, *cells]))
     claims = [
         ("KROAFE is on the key regions more than L4 (Grad-CAM of each, as the paper draws them)",

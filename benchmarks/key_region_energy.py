@@ -7,7 +7,7 @@ sensitivity and ROAD, with intervals.
 Maps: Grad-CAM of L4, window attention (the ``rw`` model) and KROAFE ("where the
 evidence sits"); the attention part of the sources of window attention and KROAFE
 ("what the attention read", :mod:`sfer.explain.sources`: the residual join's part,
-the same for both blocks, is left out); and two baselines, a uniform map and the
+which bypasses attention, is left out); and two baselines, a uniform map and the
 prior (the mean key-region mask of the training faces). Each is scored on fresh
 synthetic faces (a seed no checkpoint was trained, validated or tested on) by the
 measures of :mod:`sfer.explain.measures`, every map explaining the face's true class;

@@ -168,21 +168,22 @@ def ablation_figure(records: list[dict], regimes=("hard", "default"), variants=(
                         if est.n > 1 else None, fmt="o", color="tab:blue" if variant == "full" else "tab:gray",
                         capsize=4, markersize=7)
             ax.scatter([x + 0.15] * est.n, [100 * v for v in est.values], s=10, color="black", alpha=0.5)
-            ax.annotate(f"n = {est.n}", (x, 100 * (est.low if est.n > 1 else est.mean)), textcoords="offset points",
-                        xytext=(0, -14), ha="center", fontsize=7)
-        for x, row in enumerate(ablation_rows(records, regime, variants[1:]), start=0):
+            ax.annotate(f"n = {est.n}", (x, 100 * (est.high if est.n > 1 else est.mean)), textcoords="offset points",
+                        xytext=(0, 6), ha="center", fontsize=7)
+        for x, row in enumerate(ablation_rows(records, regime, variants[1:])[1:]):  # row 0 is full itself
             diff = row["diff"]
-            if diff is None or diff.n == 0:
+            if diff.n == 0:
                 continue
             diff_ax.errorbar(x, 100 * diff.mean, yerr=[[100 * (diff.mean - diff.low)], [100 * (diff.high - diff.mean)]]
                              if diff.n > 1 else None, fmt="o", color="tab:gray", capsize=4, markersize=7)
             diff_ax.scatter([x + 0.15] * diff.n, [100 * v for v in diff.values], s=10, color="black", alpha=0.5)
         diff_ax.axhline(0, color="black", lw=0.8)
         ax.set_xticks(range(len(variants)), variants)
-        diff_ax.set_xticks(range(len(variants)), variants)
+        diff_ax.set_xticks(range(len(variants) - 1), variants[1:])
         ax.set_title(f"{regime} regime: test accuracy", fontsize=10)
         diff_ax.set_title(f"{regime}: variant − full, same seeds (< 0: full better)", fontsize=10)
         ax.set_ylabel("test accuracy (%)")
+        ax.margins(y=0.12)  # room for the n labels above the intervals
         diff_ax.set_ylabel("points")
         for a in (ax, diff_ax):
             a.grid(alpha=0.3, axis="y")

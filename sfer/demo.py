@@ -237,7 +237,7 @@ def report_markdown(summary: dict[str, Any], energy_table: str) -> str:
         f"{summary['figure8']['method']} of their output shows where the evidence *sits* after attention "
         "moved it; their *sources* show which L4 tokens it was read from (the attention probabilities and "
         "LayerNorm's scale held fixed, so each token's share of the logit is exact), without the part every "
-        "token carries straight through the residual join, which is the same in both blocks.",
+        "token carries straight through the residual join, past the attention.",
         "",
         "![Grad-CAM and sources of L4, window attention and KROAFE](figure8.png)",
         "",

@@ -136,5 +136,5 @@ def test_ablation_figure_draws_accuracies_and_paired_differences():
     records += [record("na", seed, 0.84 + 0.01 * seed, topn=None) for seed in range(3)]
     accuracy_ax, difference_ax = ablation_figure(records, regimes=("hard",), variants=("full", "na")).axes
     assert sorted(t.get_text() for t in accuracy_ax.texts) == ["n = 3", "n = 3"]
-    (difference,) = difference_ax.containers                          # na - full, one point at x = 1
+    (difference,) = difference_ax.containers                          # na - full, the one point
     np.testing.assert_allclose(np.asarray(difference.lines[0].get_ydata(), dtype=float), [4.0])

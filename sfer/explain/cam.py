@@ -23,7 +23,7 @@ resized and scaled the same way, for the ``kroafe`` and ``window`` targets:
   through the attention block, residual join included;
 * ``method="attention_sources"``: the positive part of the attention branch's part of
   that share alone, without ``w_c . L4_t / (h w)`` that the residual join carries
-  through both blocks alike. KROAFE against window attention is compared on this one.
+  past the attention (it says nothing about where attention reads). KROAFE against window attention is compared on this one.
 
 ``scaled=False`` returns the raw non-negative maps, resized but not min-max scaled:
 min-max scaling subtracts each map's minimum, which moves mass, so shares of mass

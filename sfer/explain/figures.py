@@ -55,7 +55,7 @@ def explain(model: nn.Module, images, window_model: nn.Module | None = None, met
     Returns ``image`` (B, H, W, 3) uint8 at the input size, ``l4``/``window``/``kroafe``
     CAMs (B, H, W) in [0, 1] (``None`` for a column no model has), with ``sources`` also
     ``window_sources``/``kroafe_sources`` (the same scale): the *attention part* of each
-    block's sources, since the residual part (w_c . L4_t / hw) is the same in both blocks
+    block's sources, since the residual part (w_c . L4_t / hw) bypasses attention
     and would blur the contrast Figure 8 is about; ``probabilities``
     (B, classes) of ``model``, ``window_probabilities`` (of ``window_model`` or ``None``)
     and ``class_idx`` (B,), the class all three maps explain: ``class_idx`` when given,

@@ -16,20 +16,11 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from sfer.data import SyntheticClassroomFaces, synthetic_splits
 from sfer.engine.config import REGIMES, TrainConfig
 from sfer.explain import mean_mask
-from sfer.explain.measures import key_region_energy, t_interval
-
-
-def at_map_resolution(maps: np.ndarray, grid: int = 7) -> np.ndarray:
-    """(N, H, W) -> the same maps average-pooled to ``grid`` x ``grid`` and resized back bilinearly."""
-    x = torch.tensor(np.asarray(maps), dtype=torch.float64)[:, None]
-    return F.interpolate(F.adaptive_avg_pool2d(x, grid), size=maps.shape[-2:], mode="bilinear",
-                         align_corners=False)[:, 0].numpy()
+from sfer.explain.measures import at_map_resolution, key_region_energy, t_interval
 
 
 def main() -> None:

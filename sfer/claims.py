@@ -119,7 +119,7 @@ def map_means(map_records: list[dict], name: str, measure: str) -> dict[int, flo
     """Per seed, the mean of one measure of one map over that seed's faces (NaN faces left out)."""
     out = {}
     for r in map_records:
-        values = [v for v in r["scores"][name][measure] if v is not None]
+        values = [v for v in r["scores"][name].get(measure, []) if v is not None]  # a baseline may lack a measure
         if values:
             out[r["seed"]] = float(np.mean(values))
     return out

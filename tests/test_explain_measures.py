@@ -8,7 +8,8 @@ from scipy import stats
 from sfer.data import IMAGENET_MEAN, IMAGENET_STD, SyntheticClassroomFaces, eval_transform
 from sfer.explain import compute_cam, mean_mask, measure_faces, measure_maps, synthetic_faces
 from sfer.explain.measures import key_region_energy
-from sfer.explain.measures import MapMeasures, class_sensitivity, pointing_game, road_scores, t_interval
+from sfer.explain.measures import (MapMeasures, at_map_resolution, class_sensitivity, pointing_game, road_scores,
+                                   t_interval)
 from sfer.models import build_model
 
 
@@ -208,3 +209,13 @@ def test_tensor_images_and_masks_of_another_size(models):
                           batch_size=2)
     np.testing.assert_allclose(result.scores["uniform"]["energy"], masks.mean(axis=(1, 2)))
     assert result.scores["L4"]["energy"].shape == (3,)
+
+
+def test_at_map_resolution_keeps_each_cells_mass_but_not_its_detail():
+    stroke = np.zeros((1, 112, 112))
+    stroke[0, 40, 20:60] = 1.0                                   # a one-pixel line, as a brow's mask is
+    coarse = at_map_resolution(stroke)
+    assert coarse.shape == stroke.shape and coarse.max() < 0.1      # no 7x7 map can follow it
+    cells = coarse[0].reshape(7, 16, 7, 16).mean(axis=(1, 3))
+    np.testing.assert_allclose(cells.sum(), stroke.sum() / 256, rtol=0.05)  # about the same mass per cell area
+    np.testing.assert_allclose(at_map_resolution(np.full((2, 112, 112), 0.3)), 0.3)  # a flat map stays flat

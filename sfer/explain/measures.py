@@ -121,6 +121,15 @@ def t_interval(values, confidence: float = 0.95, bounds: tuple[float, float] | N
     return mean, max(mean - half, low), min(mean + half, high)
 
 
+def at_map_resolution(maps, grid: int = 7) -> np.ndarray:
+    """(N, H, W) maps average-pooled to a ``grid`` x ``grid`` map and resized back bilinearly:
+    what a map of the L4 grid can show, e.g. the prior brought to the resolution of the
+    explained maps (a pixel-sharp prior can follow a thin stroke no 7x7 map can)."""
+    x = torch.tensor(np.asarray(maps), dtype=torch.float64)[:, None]
+    return F.interpolate(F.adaptive_avg_pool2d(x, grid), size=x.shape[-2:], mode="bilinear",
+                         align_corners=False)[:, 0].numpy()
+
+
 def _bounds(measure: str) -> tuple[float, float] | None:
     """The range of a measure's mean: every measure but ROAD is a share or a hit rate, in [0, 1]."""
     return None if measure == "road" else (0.0, 1.0)

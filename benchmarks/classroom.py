@@ -52,10 +52,10 @@ from sfer.classroom.evaluate import (
     pasted_frame,
     score_pasted,
     score_scene,
+    wilson,
 )
 from sfer.data import SyntheticClassroomFaces
 from sfer.data.scenes import classroom_scene
-from sfer.engine import accuracy_interval
 from sfer.explain import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,14 +81,6 @@ def provenance(checkpoint: Path) -> str:
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
     return f"checkpoint {Path(checkpoint).name} (sha256 {digest}), commit {commit}"
-
-
-def wilson(k: int, n: int) -> str:
-    """k / n as a percentage with its Wilson 95% interval (scipy's ``proportion_ci``)."""
-    if n == 0:
-        return "n/a"
-    share, low, high = accuracy_interval(k, n)
-    return f"{100 * share:.1f}% [{100 * low:.1f}, {100 * high:.1f}] ({k}/{n})"
 
 
 def paired(score: SceneScore) -> str:

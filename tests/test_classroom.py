@@ -13,7 +13,7 @@ from PIL import Image
 
 from sfer.classroom import ClassroomError, FaceDetector, aligned_crop, square_crop
 from sfer.classroom.align import DETECTED_TEMPLATE, LANDMARK_WEIGHTS, TEMPLATE, alignment, box_crop, similarity
-from sfer.classroom.detect import INSTALL_COMMAND, MTCNN_FACTOR, MTCNN_THRESHOLDS, Detections, iou, match
+from sfer.classroom.detect import INSTALL_COMMAND, MTCNN_FACTOR, MTCNN_THRESHOLDS, Detections, iou, match, missed
 from sfer.classroom.pipeline import columns
 from sfer.classroom.evaluate import (
     PastedFrame,
@@ -23,6 +23,7 @@ from sfer.classroom.evaluate import (
     pasted_frame,
     score_pasted,
     score_scene,
+    wilson,
 )
 from sfer.cli import main
 from sfer.data import SyntheticClassroomFaces
@@ -200,6 +201,11 @@ def test_iou_and_matching():
     np.testing.assert_allclose(iou(a, b)[0], [0.5, 0.0, 0.0])
     assert match(a, b) == [(0, 0), (1, 1)]
     assert match(a, b, threshold=0.6) == [(1, 1)]
+    assert missed(a, b) == [2] and missed(a, b, threshold=0.6) == [0, 2] and missed(a[:0], b) == [0, 1, 2]
+
+
+def test_wilson_formats_a_share_with_its_interval():
+    assert wilson(288, 300) == "96.0% [93.1, 97.7] (288/300)" and wilson(0, 0) == "n/a"
 
 
 def test_detection_and_alignment_on_scenes(detector, model):

@@ -220,3 +220,9 @@ def match(detected: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> li
             used_d.add(d)
             used_t.add(t)
     return sorted(pairs)
+
+
+def missed(detected: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> list[int]:
+    """The indices of the true boxes that :func:`match` pairs with no detection."""
+    found = {t for _, t in match(detected, truth, threshold)}
+    return [t for t in range(len(truth)) if t not in found]

@@ -25,6 +25,7 @@ from PIL import Image
 
 from sfer.data import SyntheticClassroomFaces
 from sfer.data.scenes import Scene
+from sfer.engine import accuracy_interval
 
 from .align import TRAINING_SIDE, square_crop
 from .detect import Detections, FaceDetector, match
@@ -93,6 +94,14 @@ class PastedFrame:
     squares: np.ndarray  # (N, 4) x0, y0, x1, y1 where each face was pasted
     labels: np.ndarray  # (N,)
     occluders: list[str]  # the training sample's own occluder, "none" for most
+
+
+def wilson(k: int, n: int) -> str:
+    """k / n as a percentage with its Wilson 95% interval (:func:`sfer.engine.accuracy_interval`)."""
+    if n == 0:
+        return "n/a"
+    share, low, high = accuracy_interval(k, n)
+    return f"{100 * share:.1f}% [{100 * low:.1f}, {100 * high:.1f}] ({k}/{n})"
 
 
 def pasted_frame(faces: SyntheticClassroomFaces, first: int, sides=(80, 110, 150), per_side: int = 5,

@@ -15,7 +15,7 @@ from sfer.explain import overlay
 from sfer.widgets import _PngView
 
 from .align import TEMPLATE, aligned_crop, box_crop, square_crop
-from .detect import Detections, FaceDetector, iou, match
+from .detect import Detections, FaceDetector, iou, missed
 from .pipeline import Room, analyse
 
 
@@ -40,8 +40,8 @@ def scene_figure(scene: Scene, detections: Detections | None = None, title: str 
         for box, points in zip(detections.boxes, detections.landmarks):
             _box(ax, box, "red", style="--")
             ax.plot(points[:, 0], points[:, 1], "r.", ms=3)
-        found = {t for _, t in match(detections.boxes, np.array([s.box for s in scene.students]))}
-        for s in (s for k, s in enumerate(scene.students) if k not in found):
+        for k in missed(detections.boxes, np.array([s.box for s in scene.students])):
+            s = scene.students[k]
             _box(ax, s.box, "yellow", width=3)
             ax.text(s.box[0], s.box[1] - 6, f"missed: {s.occluder}", color="yellow", fontsize=10, weight="bold")
     ax.set_title(title, fontsize=10)
